@@ -1,0 +1,42 @@
+//! Metric providers and the canary judge.
+
+pub mod standard;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Target;
+
+/// What one version answered over a window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionMetrics {
+    pub requests: u64,
+    /// Responses with a 5xx status or no response at all.
+    pub errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+impl VersionMetrics {
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics for {target} unavailable: {message}")]
+pub struct MetricsError {
+    pub target: String,
+    pub message: String,
+}
+
+/// Request counts, errors and latency quantiles per version over a window.
+#[async_trait]
+pub trait MetricsProvider: Send + Sync {
+    async fn version_metrics(
+        &self,
+        target: &Target,
+        version: &str,
+        window: std::time::Duration,
+    ) -> Result<VersionMetrics, MetricsError>;
+}

@@ -1,0 +1,198 @@
+//! The `Cluster` trait: the few primitives every strategy is made of, so a strategy is written
+//! once and runs on the embedded local cluster and (later) on Kubernetes.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One workload: an app in an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Target {
+    pub env: String,
+    pub app: String,
+}
+
+impl Target {
+    pub fn new(env: impl Into<String>, app: impl Into<String>) -> Self {
+        Self { env: env.into(), app: app.into() }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.env, self.app)
+    }
+}
+
+/// Requests that carry this header (or cookie) with this value go to `version`, whatever the
+/// weights say. Used by A/B releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteMatch {
+    pub kind: MatchKind,
+    pub name: String,
+    pub value: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKind {
+    Header,
+    Cookie,
+}
+
+/// Where the workload's traffic goes. Set as a whole, atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routing {
+    /// Weights of the active entry, per version; they need not add up to 100 (they are
+    /// relative), but strategies keep them at 100.
+    pub weights: BTreeMap<String, u32>,
+    /// Header/cookie matches, checked in order before the weights.
+    pub matches: Vec<RouteMatch>,
+    /// The version behind the preview entry (blue-green), if any.
+    pub preview: Option<String>,
+}
+
+impl Routing {
+    /// All traffic to one version, nothing else.
+    pub fn all_to(version: &str) -> Self {
+        let mut weights = BTreeMap::new();
+        weights.insert(version.to_string(), 100);
+        Self { weights, matches: Vec::new(), preview: None }
+    }
+
+    /// `stable` gets `100 - canary_weight`, `canary` the rest.
+    pub fn split(stable: &str, canary: &str, canary_weight: u32) -> Self {
+        let w = canary_weight.min(100);
+        let mut weights = BTreeMap::new();
+        if w < 100 {
+            weights.insert(stable.to_string(), 100 - w);
+        }
+        if w > 0 {
+            weights.insert(canary.to_string(), w);
+        }
+        Self { weights, matches: Vec::new(), preview: None }
+    }
+}
+
+/// Why a pod is not serving, in the words `kubectl get pods` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    Starting,
+    Running,
+    CrashLoopBackOff,
+    ImagePullBackOff,
+    Terminating,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodState {
+    pub name: String,
+    pub version: String,
+    pub phase: PodPhase,
+    pub ready: bool,
+    pub restarts: u32,
+    /// Loopback address for local pods, pod IP elsewhere.
+    pub address: Option<String>,
+}
+
+/// Replica counts of one version, as `kubectl get rs` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionReplicas {
+    pub desired: u32,
+    /// Pods that exist at this version (created, whatever their phase).
+    pub updated: u32,
+    pub ready: u32,
+    /// Ready and serving traffic through the router/service.
+    pub available: u32,
+}
+
+/// What the workload looks like right now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadState {
+    pub versions: BTreeMap<String, VersionReplicas>,
+    pub pods: Vec<PodState>,
+    /// The routing that is set.
+    pub routing: Routing,
+    /// Share of requests (0-100) each version actually answered over the last few seconds.
+    pub actual_weights: BTreeMap<String, f64>,
+    /// Where a person can send requests (the router's address for local workloads).
+    pub entry_url: Option<String>,
+    pub preview_url: Option<String>,
+}
+
+impl WorkloadState {
+    pub fn replicas(&self, version: &str) -> VersionReplicas {
+        self.versions.get(version).cloned().unwrap_or_default()
+    }
+}
+
+/// An HTTP request made to the pods of one version (verification, smoke tests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeRequest {
+    pub method: String,
+    pub path: String,
+    pub body: Option<String>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResponse {
+    pub status: u16,
+    pub body: String,
+    pub latency_ms: f64,
+}
+
+/// The desired state of one workload, enough to bring it back after a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    /// Replicas per version.
+    pub replicas: BTreeMap<String, u32>,
+    pub routing: Routing,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{target}: {message}")]
+    Unreachable { target: String, message: String },
+    #[error("{target}: no ready pod of version {version} to probe")]
+    NoReadyPod { target: String, version: String },
+    #[error("{target}: probe {path} failed: {message}")]
+    Probe { target: String, path: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The primitives a release strategy is made of.
+///
+/// Every call returns once the change is *requested*; progress (pods becoming ready) is
+/// observed through [`Cluster::state`] and [`Cluster::watch`].
+#[async_trait]
+pub trait Cluster: Send + Sync {
+    /// Run `replicas` pods of `version` (scale up or down; 0 removes them all).
+    async fn scale(&self, target: &Target, version: &str, replicas: u32) -> Result<(), ClusterError>;
+
+    /// Replace every pod of `version`, one at a time, keeping the count.
+    async fn restart(&self, target: &Target, version: &str) -> Result<(), ClusterError>;
+
+    /// Set where traffic goes; takes effect for the next request.
+    async fn set_routing(&self, target: &Target, routing: &Routing) -> Result<(), ClusterError>;
+
+    /// What runs now.
+    async fn state(&self, target: &Target) -> Result<WorkloadState, ClusterError>;
+
+    /// A receiver that changes whenever the workload's state changes (pods, readiness,
+    /// routing). The first value is the current state.
+    async fn watch(&self, target: &Target) -> Result<tokio::sync::watch::Receiver<WorkloadState>, ClusterError>;
+
+    /// Send a request to one ready pod of `version`.
+    async fn probe(
+        &self,
+        target: &Target,
+        version: &str,
+        request: &ProbeRequest,
+    ) -> Result<ProbeResponse, ClusterError>;
+}

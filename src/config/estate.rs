@@ -1,0 +1,308 @@
+//! Loading and checking the estate file. Every error names the file and the key at fault
+//! and says what was expected.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::merge::deep_merge;
+use crate::cluster::Target;
+use crate::model::{AppSettings, CanaryStep, Environment};
+
+/// The embedded demo estate: three apps × dev/staging/prod with good and bad versions.
+pub const DEMO_ESTATE: &str = include_str!("demo-estate.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read estate file {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("estate file {source_name} is not valid: {message}")]
+    Invalid { source_name: String, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EstateFile {
+    environments: Vec<Environment>,
+    apps: Vec<AppSettings>,
+}
+
+/// The estate, checked, with every app's effective settings per environment.
+#[derive(Debug, Clone)]
+pub struct Estate {
+    /// Where it came from: a path, or `embedded demo estate`.
+    pub source: String,
+    pub environments: Vec<Environment>,
+    /// App names in file order.
+    pub apps: Vec<String>,
+    settings: BTreeMap<Target, AppSettings>,
+}
+
+impl Estate {
+    pub fn demo() -> Result<Self, ConfigError> {
+        Self::parse(DEMO_ESTATE, "embedded demo estate")
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, source_name: &str) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { source_name: source_name.to_string(), message };
+        let file: EstateFile = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        check_environments(&file.environments).map_err(invalid)?;
+        let env_names: BTreeSet<&str> = file.environments.iter().map(|e| e.name.as_str()).collect();
+
+        let mut apps = Vec::new();
+        let mut settings = BTreeMap::new();
+        for app in &file.apps {
+            if apps.contains(&app.name) {
+                return Err(invalid(format!("app `{}` is declared twice; app names must be unique", app.name)));
+            }
+            apps.push(app.name.clone());
+            check_app(app, "").map_err(invalid)?;
+            for env in app.overrides.keys() {
+                if !env_names.contains(env.as_str()) {
+                    return Err(invalid(format!(
+                        "apps `{}`: overrides.{env}: no environment is named `{env}` (environments: {})",
+                        app.name,
+                        join(env_names.iter())
+                    )));
+                }
+            }
+            let base = toml::Table::try_from(app).map_err(|e| invalid(format!("apps `{}`: {e}", app.name)))?;
+            for env in &file.environments {
+                let mut merged = base.clone();
+                if let Some(over) = app.overrides.get(&env.name) {
+                    for forbidden in ["name", "versions", "overrides"] {
+                        if over.contains_key(forbidden) {
+                            return Err(invalid(format!(
+                                "apps `{}`: overrides.{}: `{forbidden}` cannot be overridden per environment",
+                                app.name, env.name
+                            )));
+                        }
+                    }
+                    deep_merge(&mut merged, over);
+                }
+                let effective: AppSettings = merged.try_into().map_err(|e: toml::de::Error| {
+                    invalid(format!("apps `{}`: overrides.{}: {}", app.name, env.name, e.to_string().trim_end()))
+                })?;
+                check_app(&effective, &format!(" in {}", env.name)).map_err(invalid)?;
+                settings.insert(Target::new(&env.name, &app.name), effective);
+            }
+        }
+        if apps.is_empty() {
+            return Err(invalid("no apps: add at least one [[apps]] table".into()));
+        }
+        Ok(Self { source: source_name.to_string(), environments: file.environments, apps, settings })
+    }
+
+    pub fn env(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    pub fn env_names(&self) -> Vec<&str> {
+        self.environments.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    pub fn settings(&self, env: &str, app: &str) -> Option<&AppSettings> {
+        self.settings.get(&Target::new(env, app))
+    }
+
+    /// Every (environment, app) with its effective settings, environments in file order.
+    pub fn targets(&self) -> Vec<(Target, AppSettings)> {
+        let mut out = Vec::new();
+        for env in &self.environments {
+            for app in &self.apps {
+                let t = Target::new(&env.name, app);
+                if let Some(s) = self.settings.get(&t) {
+                    out.push((t, s.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn join<I: IntoIterator<Item = T>, T: std::fmt::Display>(items: I) -> String {
+    items.into_iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn check_environments(envs: &[Environment]) -> Result<(), String> {
+    if envs.is_empty() {
+        return Err("no environments: add at least one [[environments]] table".into());
+    }
+    let names: BTreeSet<&str> = envs.iter().map(|e| e.name.as_str()).collect();
+    if names.len() != envs.len() {
+        return Err("environment names must be unique".into());
+    }
+    for env in envs {
+        check_name("environment", &env.name)?;
+        for to in &env.promotes_to {
+            if !names.contains(to.as_str()) {
+                return Err(format!(
+                    "environments `{}`: promotes_to names `{to}`, which is not an environment (environments: {})",
+                    env.name,
+                    join(names.iter())
+                ));
+            }
+            if to == &env.name {
+                return Err(format!("environments `{}`: promotes_to cannot name the environment itself", env.name));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} name `{name}` must start with a letter or digit and use only letters, digits, `-`, `_` and `.`"
+        ))
+    }
+}
+
+fn check_app(app: &AppSettings, in_env: &str) -> Result<(), String> {
+    let at = |key: &str| format!("apps `{}`{in_env}: {key}", app.name);
+    check_name("app", &app.name)?;
+    if app.replicas == 0 {
+        return Err(format!("{} must be at least 1", at("replicas")));
+    }
+    if app.replicas > 100 {
+        return Err(format!("{} = {} is more than the local cluster runs (at most 100)", at("replicas"), app.replicas));
+    }
+    if !(app.rps.is_finite() && app.rps >= 0.0 && app.rps <= 20_000.0) {
+        return Err(format!("{} = {} must be between 0 and 20000", at("rps"), app.rps));
+    }
+    if app.versions.is_empty() {
+        return Err(format!("{}: declare at least one [[apps.versions]]", at("versions")));
+    }
+    let mut seen = BTreeSet::new();
+    for v in &app.versions {
+        check_name("version", &v.version)?;
+        if !seen.insert(v.version.as_str()) {
+            return Err(format!("{} `{}` is declared twice", at("versions"), v.version));
+        }
+        let vat = |key: &str| at(&format!("versions `{}`.{key}", v.version));
+        if !(0.0..=1.0).contains(&v.error_rate) {
+            return Err(format!(
+                "{} = {} must be between 0.0 and 1.0 (0.08 means 8%)",
+                vat("error_rate"),
+                v.error_rate
+            ));
+        }
+        if !(v.p50_ms.is_finite() && v.p50_ms >= 0.0 && v.p50_ms <= 60_000.0) {
+            return Err(format!("{} = {} must be between 0 and 60000", vat("p50_ms"), v.p50_ms));
+        }
+        if !(v.p99_ms.is_finite() && v.p99_ms >= v.p50_ms && v.p99_ms <= 60_000.0) {
+            return Err(format!(
+                "{} = {} must be at least p50_ms ({}) and at most 60000",
+                vat("p99_ms"),
+                v.p99_ms,
+                v.p50_ms
+            ));
+        }
+    }
+    if let Some(init) = &app.initial_version
+        && !seen.contains(init.as_str())
+    {
+        return Err(format!("{} `{init}` is not one of the versions ({})", at("initial_version"), join(seen.iter())));
+    }
+    if app.rolling.max_surge == 0 && app.rolling.max_unavailable == 0 {
+        return Err(format!("{}: max_surge and max_unavailable cannot both be 0 (nothing could move)", at("rolling")));
+    }
+    if app.rolling.progress_deadline.0.is_zero() {
+        return Err(format!("{} must be more than 0s", at("rolling.progress_deadline")));
+    }
+    for (i, step) in app.canary.steps.iter().enumerate() {
+        match step {
+            CanaryStep::SetWeight(w) if *w > 100 => {
+                return Err(format!(
+                    "{} set_weight = {w} must be between 0 and 100",
+                    at(&format!("canary.steps[{i}]"))
+                ));
+            }
+            CanaryStep::Analysis(a) if a.interval.0.is_zero() || a.count == 0 => {
+                return Err(format!(
+                    "{}: analysis needs an interval above 0s and a count of at least 1",
+                    at(&format!("canary.steps[{i}]"))
+                ));
+            }
+            _ => {}
+        }
+    }
+    if !(0.0..=1.0).contains(&app.ab.audience) {
+        return Err(format!("{} = {} must be between 0.0 and 1.0", at("ab.audience"), app.ab.audience));
+    }
+    if app.ab.match_name.trim().is_empty() {
+        return Err(format!("{} must not be empty", at("ab.match_name")));
+    }
+    for c in &app.verification.checks {
+        if c.retries == 0 {
+            return Err(format!("{} must be at least 1", at(&format!("verification.checks `{}`.retries", c.name))));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_estate_parses() {
+        let e = Estate::demo().unwrap();
+        assert!(e.apps.len() >= 2);
+        assert_eq!(e.env_names(), vec!["dev", "staging", "prod"]);
+    }
+
+    #[test]
+    fn environment_overrides_are_deep_merged_over_the_base() {
+        let e = Estate::demo().unwrap();
+        let dev = e.settings("dev", "checkout").unwrap();
+        let prod = e.settings("prod", "checkout").unwrap();
+        assert!(prod.replicas > dev.replicas);
+        assert_eq!(prod.canary.steps, dev.canary.steps);
+    }
+
+    fn minimal(extra_env: &str, extra_app: &str) -> String {
+        format!(
+            "[[environments]]\nname = \"dev\"\n{extra_env}\n[[apps]]\nname = \"a\"\n{extra_app}\n[[apps.versions]]\nversion = \"1.0.0\"\n"
+        )
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_name() {
+        let err = Estate::parse(&minimal("", "replcas = 3"), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("x.toml") && err.contains("replcas"), "{err}");
+    }
+
+    #[test]
+    fn a_promotion_to_an_unknown_environment_is_refused() {
+        let err = Estate::parse(&minimal("promotes_to = [\"prd\"]", ""), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("`prd`"), "{err}");
+    }
+
+    #[test]
+    fn an_error_rate_above_one_is_refused() {
+        let text = minimal("", "").replace("version = \"1.0.0\"", "version = \"1.0.0\"\nerror_rate = 8.0");
+        let err = Estate::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("error_rate") && err.contains("0.08"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_duration_says_how_to_write_one() {
+        let err = Estate::parse(&minimal("", "[apps.rolling]\nprogress_deadline = \"soon\""), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("30s"), "{err}");
+    }
+}

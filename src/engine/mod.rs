@@ -1,0 +1,379 @@
+//! The action engine: the only place that decides. It owns every running release as an
+//! explicit state machine, persists each transition before acting on it, and publishes
+//! [`Event`]s. The CLI and the console send [`Command`]s and render events.
+
+mod actions;
+pub mod plan;
+mod run;
+mod steps;
+pub mod verify;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::analysis::MetricsProvider;
+use crate::cluster::{Cluster, Target, WorkloadSpec};
+use crate::config::Estate;
+use crate::model::{AuditEntry, Measurement, Release, Status, StrategyKind};
+use crate::store::{Store, StoreError};
+
+pub use verify::CheckResult;
+
+/// What a person (or a script) asks the engine to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Deploy { app: String, env: String, version: String, strategy: Option<StrategyKind> },
+    Promote { app: String, from: String, to: String },
+    Approve { release_id: String },
+    Pause { app: String, env: String },
+    Resume { app: String, env: String, full: bool },
+    Abort { app: String, env: String },
+    Retry { app: String, env: String },
+    Rollback { app: String, env: String, to: Option<String> },
+    Restart { app: String, env: String, version: Option<String> },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Deploy { .. } => "deploy",
+            Command::Promote { .. } => "promote",
+            Command::Approve { .. } => "approve",
+            Command::Pause { .. } => "pause",
+            Command::Resume { .. } => "resume",
+            Command::Abort { .. } => "abort",
+            Command::Retry { .. } => "retry",
+            Command::Rollback { .. } => "rollback",
+            Command::Restart { .. } => "restart",
+        }
+    }
+}
+
+/// What happened, in order, for whoever listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A release changed: status, step, weight or reason.
+    Release {
+        release: Box<Release>,
+        cause: String,
+    },
+    Step {
+        release_id: String,
+        index: usize,
+        total: usize,
+        description: String,
+    },
+    Measurement {
+        measurement: Measurement,
+    },
+    Check {
+        release_id: String,
+        result: CheckResult,
+    },
+    Note {
+        release_id: Option<String>,
+        message: String,
+    },
+    /// The task driving the release ended (it is terminal, paused with nobody driving it, or
+    /// waiting for approval).
+    Finished {
+        release_id: String,
+        status: Status,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Bad input: unknown app/env/version, invalid promotion path, a refused approval.
+    #[error("{0}")]
+    BadInput(String),
+    /// A pre-deployment check or the state of a release refuses the command.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Backend(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    /// Exit codes of the CLI: 2 bad input, 3 a backend could not be reached.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::BadInput(_) | EngineError::Refused(_) => 2,
+            EngineError::Backend(_) | EngineError::Store(_) => 3,
+        }
+    }
+}
+
+impl From<crate::cluster::ClusterError> for EngineError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        EngineError::Backend(e.to_string())
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub message: String,
+    /// The release the command created or acted on.
+    pub release: Option<Release>,
+    /// True when a task now drives the release (the caller may follow its events).
+    pub running: bool,
+}
+
+/// A user's action on a running release, delivered to the task that drives it.
+#[derive(Debug, Clone)]
+pub(crate) enum Action {
+    Pause { actor: String },
+    Resume { actor: String, full: bool },
+    Abort { actor: String },
+    Rollback { actor: String },
+}
+
+struct RunHandle {
+    release_id: String,
+    actions: mpsc::UnboundedSender<Action>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub(crate) struct Inner {
+    pub estate: Arc<Estate>,
+    pub cluster: Arc<dyn Cluster>,
+    pub metrics: Arc<dyn MetricsProvider>,
+    pub store: Arc<Store>,
+    pub events: broadcast::Sender<Event>,
+    pub readonly: bool,
+    runs: Mutex<HashMap<Target, RunHandle>>,
+    /// Old pods waiting for their scale-down delay; done at once on shutdown.
+    cleanups: Mutex<Vec<(Target, String, tokio::task::JoinHandle<()>)>>,
+}
+
+/// Handle to the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn new(
+        estate: Arc<Estate>,
+        cluster: Arc<dyn Cluster>,
+        metrics: Arc<dyn MetricsProvider>,
+        store: Arc<Store>,
+        readonly: bool,
+    ) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Self {
+            inner: Arc::new(Inner {
+                estate,
+                cluster,
+                metrics,
+                store,
+                events,
+                readonly,
+                runs: Mutex::new(HashMap::new()),
+                cleanups: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn estate(&self) -> &Estate {
+        &self.inner.estate
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn cluster(&self) -> &dyn Cluster {
+        self.inner.cluster.as_ref()
+    }
+
+    pub fn readonly(&self) -> bool {
+        self.inner.readonly
+    }
+
+    /// Carry out a command on behalf of `actor`.
+    pub async fn execute(&self, actor: &str, command: Command) -> Result<Outcome, EngineError> {
+        if self.inner.readonly {
+            return Err(EngineError::BadInput(format!(
+                "read-only: `{}` changes the estate and --readonly refuses every change",
+                command.name()
+            )));
+        }
+        actions::execute(self, actor, command).await
+    }
+
+    /// True while a task drives a release of this target.
+    pub fn is_running(&self, target: &Target) -> bool {
+        self.inner.lock_runs().get(target).is_some_and(|h| !h.task.is_finished())
+    }
+
+    /// Stop driving releases (they stay as stored: a later start shows them interrupted) and
+    /// carry out pending scale-downs now, so no old pods outlive their release.
+    pub async fn shutdown(&self) {
+        let runs: Vec<RunHandle> = self.inner.lock_runs().drain().map(|(_, h)| h).collect();
+        for h in &runs {
+            h.task.abort();
+        }
+        for h in runs {
+            let _ = h.task.await;
+        }
+        let cleanups: Vec<_> = std::mem::take(&mut *self.inner.cleanups.lock().unwrap_or_else(|e| e.into_inner()));
+        for (target, version, task) in cleanups {
+            if !task.is_finished() {
+                task.abort();
+                let _ = self.inner.cluster.scale(&target, &version, 0).await;
+                self.inner.persist(&target).await;
+            }
+        }
+    }
+
+    /// Removes versions that take no traffic from workloads that have no active release:
+    /// leftovers of a process that stopped during a scale-down delay.
+    pub async fn collect_garbage(&self) -> Result<(), EngineError> {
+        for (target, _) in self.inner.estate.targets() {
+            if self.inner.store.active_release(&target.env, &target.app)?.is_some() {
+                continue;
+            }
+            let state = self.inner.cluster.state(&target).await?;
+            let routed: Vec<&String> = state
+                .routing
+                .weights
+                .iter()
+                .filter(|(_, w)| **w > 0)
+                .map(|(v, _)| v)
+                .chain(state.routing.matches.iter().map(|m| &m.version))
+                .chain(state.routing.preview.iter())
+                .collect();
+            for version in state.versions.keys() {
+                if !routed.contains(&version) {
+                    self.inner.cluster.scale(&target, version, 0).await?;
+                }
+            }
+            self.inner.persist(&target).await;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn lock_runs(&self) -> std::sync::MutexGuard<'_, HashMap<Target, RunHandle>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn emit(&self, event: Event) {
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+
+    pub fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) {
+        let entry = AuditEntry {
+            at: Utc::now(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            detail: detail.to_string(),
+        };
+        if let Err(e) = self.store.audit(&entry) {
+            tracing::error!("audit entry lost: {e}");
+        }
+    }
+
+    /// Record what the workload should look like, so it comes back after a restart.
+    pub async fn persist(&self, target: &Target) {
+        match self.cluster.state(target).await {
+            Ok(state) => {
+                let spec = WorkloadSpec {
+                    replicas: state
+                        .versions
+                        .iter()
+                        .map(|(v, r)| (v.clone(), r.desired))
+                        .filter(|(_, n)| *n > 0)
+                        .collect(),
+                    routing: state.routing,
+                };
+                if let Err(e) = self.store.save_workload(target, &spec) {
+                    tracing::error!("saving workload {target}: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("reading workload {target}: {e}"),
+        }
+    }
+
+    /// The version that takes most of the active traffic now, if any.
+    pub async fn current_version(&self, target: &Target) -> Result<Option<String>, EngineError> {
+        let state = self.cluster.state(target).await?;
+        Ok(state.routing.weights.iter().filter(|(_, w)| **w > 0).max_by_key(|(_, w)| **w).map(|(v, _)| v.clone()))
+    }
+
+    /// Start a task driving `release`, replacing any finished one for the same target.
+    pub fn spawn(self: &Arc<Self>, release: Release, first_action: Option<Action>) {
+        let target = Target::new(&release.env, &release.app);
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Some(a) = first_action {
+            let _ = tx.send(a);
+        }
+        let id = release.id.clone();
+        let task = tokio::spawn(run::Run::new(self.clone(), release, rx).drive());
+        self.lock_runs().insert(target, RunHandle { release_id: id, actions: tx, task });
+    }
+
+    /// True while a task drives this release.
+    pub fn is_driving(&self, target: &Target, release_id: &str) -> bool {
+        self.lock_runs().get(target).is_some_and(|h| h.release_id == release_id && !h.task.is_finished())
+    }
+
+    /// Deliver an action to the task driving this target's release, if one runs.
+    pub fn send_action(&self, target: &Target, release_id: &str, action: Action) -> bool {
+        let runs = self.lock_runs();
+        match runs.get(target) {
+            Some(h) if h.release_id == release_id && !h.task.is_finished() => h.actions.send(action).is_ok(),
+            _ => false,
+        }
+    }
+
+    pub fn schedule_removal(self: &Arc<Self>, target: Target, version: String, delay: std::time::Duration) {
+        let inner = self.clone();
+        let (t, v) = (target.clone(), version.clone());
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = inner.cluster.scale(&t, &v, 0).await {
+                tracing::warn!("removing {v} from {t}: {e}");
+            }
+            inner.persist(&t).await;
+            inner.emit(Event::Note { release_id: None, message: format!("{t}: removed {v} after {delay:?}") });
+        });
+        let mut c = self.cleanups.lock().unwrap_or_else(|e| e.into_inner());
+        c.retain(|(_, _, h)| !h.is_finished());
+        c.push((target, version, task));
+    }
+
+    /// Cancel a pending removal of `version` (it is needed again, e.g. after a retry).
+    pub fn cancel_removal(&self, target: &Target, version: &str) {
+        let mut c = self.cleanups.lock().unwrap_or_else(|e| e.into_inner());
+        c.retain(|(t, v, h)| {
+            let hit = t == target && v == version;
+            if hit {
+                h.abort();
+            }
+            !hit
+        });
+    }
+}

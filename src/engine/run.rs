@@ -1,0 +1,298 @@
+//! The task that drives one release through its plan: a loop over steps that races each step
+//! against the user's actions, persisting every transition before acting on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::steps::{self, Progress, StepCtx, StepResult};
+use super::{Action, EngineError, Event, Inner};
+use crate::cluster::{Routing, Target};
+use crate::model::{AppSettings, Release, Status, Step, StepRecord, VerifyPhase};
+
+pub(crate) struct Run {
+    inner: Arc<Inner>,
+    target: Target,
+    settings: Option<AppSettings>,
+    release: Release,
+    actions: mpsc::UnboundedReceiver<Action>,
+    progress: Progress,
+}
+
+enum Next {
+    Step(StepResult),
+    Action(Option<Action>),
+}
+
+impl Run {
+    pub fn new(inner: Arc<Inner>, release: Release, actions: mpsc::UnboundedReceiver<Action>) -> Self {
+        let target = Target::new(&release.env, &release.app);
+        let settings = inner.estate.settings(&release.env, &release.app).cloned();
+        Self { inner, target, settings, release, actions, progress: Progress::default() }
+    }
+
+    pub async fn drive(mut self) {
+        if let Err(e) = self.drive_steps().await {
+            tracing::error!("release {}: {e}", self.release.id);
+            self.inner
+                .emit(Event::Note { release_id: Some(self.release.id.clone()), message: format!("engine error: {e}") });
+        }
+        self.inner.emit(Event::Finished { release_id: self.release.id.clone(), status: self.release.status });
+    }
+
+    async fn drive_steps(&mut self) -> Result<(), EngineError> {
+        let Some(settings) = self.settings.clone() else {
+            let why = format!("app {} in {} is no longer in the estate", self.release.app, self.release.env);
+            return self.set_status(Status::Failed, &why);
+        };
+        if self.release.interrupted {
+            self.release.interrupted = false;
+            self.inner.store.save_release(&self.release)?;
+        }
+        loop {
+            match self.release.status {
+                Status::Planned => self.set_status(Status::InProgress, "started")?,
+                Status::Paused => {
+                    match self.actions.recv().await {
+                        None => return Ok(()),
+                        Some(Action::Resume { actor, full }) => self.resume(&actor, full)?,
+                        Some(Action::Abort { actor }) => return self.abort(&settings, &actor, false).await,
+                        Some(Action::Rollback { actor }) => return self.abort(&settings, &actor, true).await,
+                        Some(Action::Pause { .. }) => {}
+                    }
+                    continue;
+                }
+                s if s.is_terminal() => return Ok(()),
+                _ => {}
+            }
+            let Some(step) = self.release.current_step().cloned() else {
+                let cause = self.progress.verification.take().unwrap_or_else(|| "all steps done".into());
+                return self.set_status(Status::Verified, &format!("verified: {cause}"));
+            };
+            if matches!(step, Step::Verify { phase: VerifyPhase::PostDeploy | VerifyPhase::PostPromotion })
+                && self.release.status == Status::InProgress
+            {
+                let cause = format!("all traffic on {}", self.release.version);
+                self.set_status(Status::Deployed, &cause)?;
+            }
+            self.start_step(&step)?;
+            let started = Instant::now();
+            let next = {
+                let Run { inner, target, release, actions, progress, .. } = self;
+                let ctx = StepCtx { inner, target, settings: &settings, release };
+                tokio::select! {
+                    biased;
+                    a = actions.recv() => Next::Action(a),
+                    r = steps::execute(&ctx, &step, progress) => Next::Step(r),
+                }
+            };
+            match next {
+                Next::Step(StepResult::Done(note)) => self.finish_step(&step, &note)?,
+                Next::Step(StepResult::Fail(why)) => {
+                    self.record_step_end(&format!("failed: {why}"));
+                    return self.recover(&settings, &why).await;
+                }
+                Next::Step(StepResult::WaitForPerson(why)) => {
+                    self.progress.elapsed += started.elapsed();
+                    self.set_status(Status::Paused, &why)?;
+                }
+                Next::Action(None) => return Ok(()),
+                Next::Action(Some(action)) => {
+                    self.progress.elapsed += started.elapsed();
+                    match action {
+                        Action::Pause { actor } => {
+                            let why = format!(
+                                "paused by {actor} at step {}/{}",
+                                self.release.cursor + 1,
+                                self.release.plan.len()
+                            );
+                            self.set_status(Status::Paused, &why)?;
+                        }
+                        Action::Resume { actor, full: true } => self.resume(&actor, true)?,
+                        Action::Resume { .. } => {}
+                        Action::Abort { actor } => return self.abort(&settings, &actor, false).await,
+                        Action::Rollback { actor } => return self.abort(&settings, &actor, true).await,
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_status(&mut self, to: Status, cause: &str) -> Result<(), EngineError> {
+        let from = self.release.status;
+        self.release.status = to;
+        self.release.reason = (to != Status::InProgress).then(|| cause.to_string());
+        self.release.updated_at = Utc::now();
+        self.inner.store.transition(&self.release, from, cause)?;
+        self.inner.emit(Event::Release { release: Box::new(self.release.clone()), cause: cause.to_string() });
+        Ok(())
+    }
+
+    fn start_step(&mut self, step: &Step) -> Result<(), EngineError> {
+        self.release.updated_at = Utc::now();
+        self.inner.store.save_release(&self.release)?;
+        let description = step.describe();
+        self.inner.store.step_started(&StepRecord {
+            release_id: self.release.id.clone(),
+            index: self.release.cursor,
+            description: description.clone(),
+            started_at: Utc::now(),
+            finished_at: None,
+            outcome: None,
+        })?;
+        self.inner.emit(Event::Step {
+            release_id: self.release.id.clone(),
+            index: self.release.cursor,
+            total: self.release.plan.len(),
+            description,
+        });
+        Ok(())
+    }
+
+    fn record_step_end(&self, outcome: &str) {
+        if let Err(e) = self.inner.store.step_finished(&self.release.id, self.release.cursor, Utc::now(), outcome) {
+            tracing::error!("recording step end: {e}");
+        }
+    }
+
+    fn finish_step(&mut self, step: &Step, note: &str) -> Result<(), EngineError> {
+        self.record_step_end(if note.is_empty() { "done" } else { note });
+        let n = self.release.plan.len();
+        match step {
+            Step::SetWeight { weight } => self.release.weight = *weight,
+            Step::Promote | Step::Switch => self.release.weight = 100,
+            Step::RollingBatch { new, .. } => {
+                let total = self.settings.as_ref().map_or(1, |s| s.replicas.max(1));
+                self.release.weight = (new * 100 / total).min(100);
+            }
+            _ => {}
+        }
+        self.release.cursor = (self.release.cursor + 1).min(n);
+        self.progress.reset_step();
+        self.release.updated_at = Utc::now();
+        self.inner.store.save_release(&self.release)?;
+        self.inner.emit(Event::Release {
+            release: Box::new(self.release.clone()),
+            cause: format!("step {} done: {}", self.release.cursor, step.describe()),
+        });
+        Ok(())
+    }
+
+    fn resume(&mut self, actor: &str, full: bool) -> Result<(), EngineError> {
+        let step = self.release.current_step().cloned();
+        let mut cause = format!("resumed by {actor}");
+        if full {
+            let skip_to = self.release.plan[self.release.cursor.min(self.release.plan.len())..]
+                .iter()
+                .position(|s| matches!(s, Step::Promote | Step::Switch))
+                .map(|i| i + self.release.cursor);
+            if let Some(i) = skip_to {
+                cause = format!("resumed in full by {actor}: skipped steps {}..{}", self.release.cursor + 1, i);
+                self.release.cursor = i;
+                self.progress.reset_step();
+            }
+        } else if matches!(step, Some(Step::Pause { seconds: None } | Step::AwaitSwitch { seconds: None })) {
+            self.record_step_end(&format!("resumed by {actor}"));
+            self.release.cursor += 1;
+            self.progress.reset_step();
+        }
+        self.progress.inconclusive = 0;
+        self.set_status(Status::InProgress, &cause)
+    }
+
+    /// After a failed step: traffic back on the previous version and the new one removed, when
+    /// the app rolls back on failure; otherwise the release stops where it is.
+    async fn recover(&mut self, settings: &AppSettings, why: &str) -> Result<(), EngineError> {
+        match self.release.previous_version.clone().filter(|_| settings.rollback_on_failure) {
+            Some(prev) => {
+                let cause = format!("{why}; rolled back to {prev}");
+                self.set_status(Status::RolledBack, &cause)?;
+                self.restore(settings, &prev).await;
+                self.remove_new(Duration::ZERO).await;
+                Ok(())
+            }
+            None => self.set_status(Status::Failed, why),
+        }
+    }
+
+    /// Abort (traffic back now, new pods removed after the abort delay) or roll back (the
+    /// same, pods removed at once).
+    async fn abort(&mut self, settings: &AppSettings, actor: &str, rollback: bool) -> Result<(), EngineError> {
+        let (to, verb, delay) = if rollback {
+            (Status::RolledBack, "rolled back", Duration::ZERO)
+        } else {
+            (Status::Aborted, "aborted", settings.canary.abort_scale_down_delay.0)
+        };
+        let cause = match &self.release.previous_version {
+            Some(prev) => format!(
+                "{verb} by {actor} at step {}/{}; traffic back on {prev}",
+                self.release.cursor + 1,
+                self.release.plan.len()
+            ),
+            None => format!("{verb} by {actor}; nothing ran before, so the new version is removed"),
+        };
+        self.set_status(to, &cause)?;
+        self.record_step_end(&cause);
+        match self.release.previous_version.clone() {
+            Some(prev) => {
+                self.restore(settings, &prev).await;
+                self.remove_new(delay).await;
+            }
+            None => {
+                let _ = self.inner.cluster.set_routing(&self.target, &Routing::default()).await;
+                self.remove_new(Duration::ZERO).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// All traffic to `prev` as soon as it has a ready pod, and `prev` back to full size.
+    async fn restore(&mut self, settings: &AppSettings, prev: &str) {
+        let cluster = &self.inner.cluster;
+        let target = &self.target;
+        let all_prev = Routing::all_to(prev);
+        if let Err(e) = cluster.scale(target, prev, settings.replicas).await {
+            self.note(format!("scaling {prev} back up failed: {e}"));
+        }
+        let ready_now = cluster.state(target).await.map(|s| s.replicas(prev).ready).unwrap_or(0);
+        if ready_now > 0 {
+            if let Err(e) = cluster.set_routing(target, &all_prev).await {
+                self.note(format!("moving traffic back to {prev} failed: {e}"));
+            }
+        }
+        self.inner.persist(target).await;
+        let ctx = StepCtx { inner: &self.inner, target, settings, release: &self.release };
+        if let Err(why) = steps::wait_ready(&ctx, prev, settings.replicas).await {
+            self.note(format!("{prev} is not back at full size: {why}"));
+        }
+        if let Err(e) = self.inner.cluster.set_routing(target, &all_prev).await {
+            self.note(format!("moving traffic back to {prev} failed: {e}"));
+        }
+        self.release.weight = 0;
+        let _ = self.inner.store.save_release(&self.release);
+        self.inner.persist(target).await;
+    }
+
+    async fn remove_new(&self, delay: Duration) {
+        let version = self.release.version.clone();
+        if self.release.previous_version.as_deref() == Some(version.as_str()) {
+            return;
+        }
+        if delay.is_zero() {
+            if let Err(e) = self.inner.cluster.scale(&self.target, &version, 0).await {
+                self.note(format!("removing {version} failed: {e}"));
+            }
+            self.inner.persist(&self.target).await;
+        } else {
+            self.inner.schedule_removal(self.target.clone(), version, delay);
+        }
+    }
+
+    fn note(&self, message: String) {
+        tracing::warn!("release {}: {message}", self.release.id);
+        self.inner.emit(Event::Note { release_id: Some(self.release.id.clone()), message });
+    }
+}

@@ -1,0 +1,325 @@
+//! What each kind of step does to the cluster. Every step can be run again from its start
+//! (after a pause or a crash): targets are absolute replica counts and whole routings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::Instant;
+
+use super::{Event, Inner, verify};
+use crate::analysis::{VersionMetrics, standard};
+use crate::cluster::{PodPhase, RouteMatch, Routing, Target};
+use crate::model::{AppSettings, Measurement, Release, Step, Verdict, VerifyPhase};
+
+pub(crate) struct StepCtx<'a> {
+    pub inner: &'a Arc<Inner>,
+    pub target: &'a Target,
+    pub settings: &'a AppSettings,
+    pub release: &'a Release,
+}
+
+/// What a step has done so far, kept across a pause of the same step.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Time already spent in a timed step before it was interrupted.
+    pub elapsed: Duration,
+    pub passes: u32,
+    pub inconclusive: u32,
+    /// Summary of the last verification, for the final transition's cause.
+    pub verification: Option<String>,
+}
+
+impl Progress {
+    pub fn reset_step(&mut self) {
+        self.elapsed = Duration::ZERO;
+        self.passes = 0;
+        self.inconclusive = 0;
+    }
+}
+
+pub(crate) enum StepResult {
+    /// Done, with a short note of what it saw.
+    Done(String),
+    /// The step failed: the release recovers.
+    Fail(String),
+    /// A person must decide (a manual pause, an inconclusive analysis).
+    WaitForPerson(String),
+}
+
+macro_rules! try_step {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return StepResult::Fail(e.to_string()),
+        }
+    };
+}
+
+pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progress) -> StepResult {
+    let (cluster, target) = (&ctx.inner.cluster, ctx.target);
+    let new = ctx.release.version.as_str();
+    let prev = ctx.release.previous_version.as_deref();
+    let n = ctx.settings.replicas;
+    match step {
+        Step::ScaleNew { replicas } => {
+            try_step!(cluster.scale(target, new, *replicas).await);
+            ctx.inner.persist(target).await;
+            try_step!(wait_ready(ctx, new, *replicas).await);
+            StepResult::Done(format!("{new}: {replicas} ready"))
+        }
+        Step::ScaleOld { replicas } => {
+            let Some(prev) = prev else { return StepResult::Done(String::new()) };
+            try_step!(cluster.scale(target, prev, *replicas).await);
+            ctx.inner.persist(target).await;
+            if *replicas > 0 {
+                try_step!(wait_ready(ctx, prev, *replicas).await);
+            }
+            StepResult::Done(format!("{prev}: {replicas}"))
+        }
+        Step::RollingBatch { new: k, old_before, old_after } => {
+            if let Some(prev) = prev {
+                let desired = try_step!(cluster.state(target).await).replicas(prev).desired;
+                if *old_before < desired {
+                    try_step!(cluster.scale(target, prev, *old_before).await);
+                }
+            }
+            try_step!(cluster.scale(target, new, *k).await);
+            ctx.inner.persist(target).await;
+            try_step!(wait_ready(ctx, new, *k).await);
+            // Traffic follows the pods, as a Service spreads it over ready endpoints.
+            let routing = match prev {
+                Some(prev) => Routing::split(prev, new, k * 100 / (k + old_after).max(1)),
+                None => Routing::all_to(new),
+            };
+            try_step!(cluster.set_routing(target, &routing).await);
+            if let Some(prev) = prev {
+                try_step!(cluster.scale(target, prev, *old_after).await);
+            }
+            ctx.inner.persist(target).await;
+            StepResult::Done(format!("{new} {k}/{n}, old {old_after}"))
+        }
+        Step::SetWeight { weight } => {
+            let w = (*weight).min(100);
+            let state = try_step!(cluster.state(target).await);
+            let sized = ((n as u64 * w as u64).div_ceil(100) as u32).clamp(1, n);
+            let pods = state.replicas(new).desired.max(sized);
+            try_step!(cluster.scale(target, new, pods).await);
+            ctx.inner.persist(target).await;
+            try_step!(wait_ready(ctx, new, pods).await);
+            let routing = match prev {
+                Some(prev) => Routing::split(prev, new, w),
+                None => Routing::all_to(new),
+            };
+            try_step!(cluster.set_routing(target, &routing).await);
+            ctx.inner.persist(target).await;
+            StepResult::Done(format!("weight {w}%, {pods} canary pods"))
+        }
+        Step::Pause { seconds: Some(s) } => {
+            wait_rest(Duration::from_secs(*s), progress).await;
+            StepResult::Done(String::new())
+        }
+        Step::Pause { seconds: None } => StepResult::WaitForPerson(format!(
+            "step {}/{}: paused until resumed (`shipdeck resume {} --env {}`)",
+            ctx.release.cursor + 1,
+            ctx.release.plan.len(),
+            ctx.release.app,
+            ctx.release.env
+        )),
+        Step::Analysis { interval_secs, count, inconclusive_limit } => {
+            let Some(prev) = prev else { return StepResult::Done("nothing to compare with".into()) };
+            let interval = Duration::from_secs(*interval_secs);
+            while progress.passes < *count {
+                tokio::time::sleep(interval).await;
+                let min = ctx.settings.canary.min_requests;
+                let (verdict, detail) = measure(ctx, new, prev, interval, min).await;
+                match verdict {
+                    Verdict::Pass => {
+                        progress.passes += 1;
+                        progress.inconclusive = 0;
+                    }
+                    Verdict::Fail => return StepResult::Fail(format!("analysis failed: {detail}")),
+                    Verdict::Inconclusive | Verdict::NoData => {
+                        progress.inconclusive += 1;
+                        if progress.inconclusive >= *inconclusive_limit {
+                            return StepResult::WaitForPerson(format!(
+                                "analysis inconclusive {} times in a row ({detail}); resume to keep measuring, or abort",
+                                progress.inconclusive
+                            ));
+                        }
+                    }
+                }
+            }
+            StepResult::Done(format!("{count} measurements passed"))
+        }
+        Step::Promote => {
+            try_step!(cluster.scale(target, new, n).await);
+            ctx.inner.persist(target).await;
+            try_step!(wait_ready(ctx, new, n).await);
+            try_step!(cluster.set_routing(target, &Routing::all_to(new)).await);
+            if let Some(prev) = prev {
+                try_step!(cluster.scale(target, prev, 0).await);
+            }
+            ctx.inner.persist(target).await;
+            StepResult::Done(format!("all traffic on {new}"))
+        }
+        Step::Preview => {
+            let mut routing = try_step!(cluster.state(target).await).routing;
+            routing.preview = Some(new.to_string());
+            try_step!(cluster.set_routing(target, &routing).await);
+            ctx.inner.persist(target).await;
+            StepResult::Done(format!("preview entry on {new}"))
+        }
+        Step::Verify { phase } => {
+            let report = verify::verify(cluster.as_ref(), target, new, &ctx.settings.verification.checks).await;
+            for result in &report.checks {
+                ctx.inner.emit(Event::Check { release_id: ctx.release.id.clone(), result: result.clone() });
+            }
+            let summary = report.summary();
+            if report.critical_failures().is_empty() {
+                progress.verification = Some(summary.clone());
+                StepResult::Done(summary)
+            } else {
+                let when = match phase {
+                    VerifyPhase::PrePromotion => "before the switch",
+                    VerifyPhase::PostPromotion => "after the switch",
+                    VerifyPhase::PostDeploy => "after the deploy",
+                };
+                StepResult::Fail(format!("verification {when} failed: {summary}"))
+            }
+        }
+        Step::AwaitSwitch { seconds: Some(s) } => {
+            wait_rest(Duration::from_secs(*s), progress).await;
+            StepResult::Done(String::new())
+        }
+        Step::AwaitSwitch { seconds: None } => StepResult::WaitForPerson(format!(
+            "{new} is up behind the preview entry and verified; resume to switch traffic to it"
+        )),
+        Step::Switch => {
+            try_step!(cluster.set_routing(target, &Routing::all_to(new)).await);
+            ctx.inner.persist(target).await;
+            StepResult::Done(format!("active entry on {new}"))
+        }
+        Step::RemoveOld { delay_secs } => {
+            wait_rest(Duration::from_secs(*delay_secs), progress).await;
+            if let Some(prev) = prev {
+                try_step!(cluster.scale(target, prev, 0).await);
+                ctx.inner.persist(target).await;
+            }
+            StepResult::Done(String::new())
+        }
+        Step::AbExperiment { seconds } => {
+            let Some(prev) = prev else { return StepResult::Done("nothing to compare with".into()) };
+            let ab = &ctx.settings.ab;
+            let mut routing = Routing::all_to(prev);
+            routing.matches.push(RouteMatch {
+                kind: ab.match_kind,
+                name: ab.match_name.clone(),
+                value: ab.match_value.clone(),
+                version: new.to_string(),
+            });
+            try_step!(cluster.set_routing(target, &routing).await);
+            ctx.inner.persist(target).await;
+            let total = Duration::from_secs(*seconds);
+            wait_rest(total, progress).await;
+            let (verdict, detail) = measure(ctx, new, prev, total, ab.min_requests).await;
+            match verdict {
+                Verdict::Pass => StepResult::Done(format!("B as good as A: {detail}")),
+                Verdict::Fail => StepResult::Fail(format!("A/B: B ({new}) is worse than A ({prev}): {detail}")),
+                _ => StepResult::WaitForPerson(format!("A/B inconclusive: {detail}; resume to run it again, or abort")),
+            }
+        }
+    }
+}
+
+/// Sleep what remains of `total` after what the step already spent before a pause.
+async fn wait_rest(total: Duration, progress: &mut Progress) {
+    let rest = total.saturating_sub(progress.elapsed);
+    let start = Instant::now();
+    tokio::time::sleep(rest).await;
+    progress.elapsed += start.elapsed();
+}
+
+/// One measurement of `new` against `prev` over the last `window`, stored and published.
+async fn measure(ctx: &StepCtx<'_>, new: &str, prev: &str, window: Duration, min_requests: u64) -> (Verdict, String) {
+    let metrics = &ctx.inner.metrics;
+    let canary = metrics.version_metrics(ctx.target, new, window).await;
+    let stable = metrics.version_metrics(ctx.target, prev, window).await;
+    let (verdict, detail, c, s) = match (canary, stable) {
+        (Ok(c), Ok(s)) => {
+            let (v, d) = standard::judge(&c, &s, min_requests);
+            (v, d, c, s)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            (Verdict::NoData, format!("metrics unavailable: {e}"), VersionMetrics::default(), VersionMetrics::default())
+        }
+    };
+    let m = Measurement {
+        release_id: ctx.release.id.clone(),
+        step: ctx.release.cursor,
+        at: Utc::now(),
+        verdict,
+        canary_requests: c.requests,
+        canary_error_rate: c.error_rate(),
+        canary_p99_ms: c.p99_ms,
+        stable_requests: s.requests,
+        stable_error_rate: s.error_rate(),
+        stable_p99_ms: s.p99_ms,
+        detail: detail.clone(),
+    };
+    if let Err(e) = ctx.inner.store.add_measurement(&m) {
+        tracing::error!("storing measurement: {e}");
+    }
+    ctx.inner.emit(Event::Measurement { measurement: m });
+    (verdict, detail)
+}
+
+/// Wait until `version` has `n` ready pods, or fail when the progress deadline passes with a
+/// description of what the pods are doing.
+pub(crate) async fn wait_ready(ctx: &StepCtx<'_>, version: &str, n: u32) -> Result<(), String> {
+    let deadline_len = ctx.settings.rolling.progress_deadline.0;
+    let deadline = Instant::now() + deadline_len;
+    let mut rx = ctx.inner.cluster.watch(ctx.target).await.map_err(|e| e.to_string())?;
+    loop {
+        let why_not = {
+            let state = rx.borrow_and_update();
+            let r = state.replicas(version);
+            if r.ready >= n {
+                return Ok(());
+            }
+            let mut phases: BTreeMap<String, u32> = BTreeMap::new();
+            let mut restarts = 0;
+            for p in state.pods.iter().filter(|p| p.version == version && !p.ready) {
+                *phases.entry(phase_name(p.phase).to_string()).or_default() += 1;
+                restarts += p.restarts;
+            }
+            let mut s =
+                format!("{version}: {}/{n} pods ready after {}", r.ready, crate::model::HumanDuration(deadline_len));
+            if !phases.is_empty() {
+                let list: Vec<String> = phases.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                s.push_str(&format!(" ({}", list.join(", ")));
+                if restarts > 0 {
+                    s.push_str(&format!(", {restarts} restarts"));
+                }
+                s.push(')');
+            }
+            s
+        };
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) => return Err(format!("{version}: the cluster stopped reporting state")),
+            Err(_) => return Err(format!("progress deadline exceeded: {why_not}")),
+        }
+    }
+}
+
+fn phase_name(p: PodPhase) -> &'static str {
+    match p {
+        PodPhase::Starting => "starting",
+        PodPhase::Running => "running",
+        PodPhase::CrashLoopBackOff => "CrashLoopBackOff",
+        PodPhase::ImagePullBackOff => "ImagePullBackOff",
+        PodPhase::Terminating => "terminating",
+    }
+}

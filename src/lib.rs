@@ -1,0 +1,8 @@
+//! shipdeck: a terminal console and engine for releasing software safely.
+
+pub mod analysis;
+pub mod cluster;
+pub mod config;
+pub mod engine;
+pub mod model;
+pub mod store;

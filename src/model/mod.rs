@@ -1,0 +1,9 @@
+//! Plain data: no I/O, easy to build in tests.
+
+pub mod duration;
+pub mod estate;
+pub mod release;
+
+pub use duration::HumanDuration;
+pub use estate::*;
+pub use release::*;

@@ -1,0 +1,255 @@
+//! Releases, their plans and statuses.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::estate::StrategyKind;
+
+/// planned → in_progress → (paused ↔ in_progress) → deployed → verified, or → failed /
+/// rolled_back / aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created, waiting for approvals or for its turn.
+    Planned,
+    InProgress,
+    Paused,
+    Deployed,
+    Verified,
+    Failed,
+    RolledBack,
+    Aborted,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Planned,
+        Status::InProgress,
+        Status::Paused,
+        Status::Deployed,
+        Status::Verified,
+        Status::Failed,
+        Status::RolledBack,
+        Status::Aborted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Planned => "planned",
+            Status::InProgress => "in_progress",
+            Status::Paused => "paused",
+            Status::Deployed => "deployed",
+            Status::Verified => "verified",
+            Status::Failed => "failed",
+            Status::RolledBack => "rolled_back",
+            Status::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The release will not move again by itself (an aborted one can still be retried).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Verified | Status::Failed | Status::RolledBack | Status::Aborted)
+    }
+
+    /// Holds the app in its environment: no other release may start.
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Planned | Status::InProgress | Status::Paused | Status::Deployed)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseKind {
+    Deploy,
+    Promotion,
+    Rollback,
+}
+
+/// Where in the blue-green flow a verification runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyPhase {
+    PrePromotion,
+    PostPromotion,
+    PostDeploy,
+}
+
+/// One step of a release's plan. Executing a step again from its start is always safe, which
+/// is what makes a resume after a crash possible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Step {
+    /// Run `replicas` pods of the new version and wait until they are ready.
+    ScaleNew { replicas: u32 },
+    /// Run `replicas` pods of the old version (scale it down).
+    ScaleOld { replicas: u32 },
+    /// One batch of a rolling update: old down to `old_before` (allowed by max_unavailable),
+    /// new up to `new` and ready, then old down to `old_after`.
+    RollingBatch { new: u32, old_before: u32, old_after: u32 },
+    /// Weights: canary gets `weight`%, stable the rest. Canary pods are sized to the weight.
+    SetWeight { weight: u32 },
+    /// Wait this long, or (None) until resumed.
+    Pause { seconds: Option<u64> },
+    /// Measure the canary every `interval_secs`; `count` passing measurements complete it.
+    Analysis { interval_secs: u64, count: u32, inconclusive_limit: u32 },
+    /// All traffic and full size to the new version, old version removed.
+    Promote,
+    /// Point the preview entry at the new version (blue-green).
+    Preview,
+    /// Run the verification checks against the new version's pods.
+    Verify { phase: VerifyPhase },
+    /// Wait for the blue-green switch: automatic after `seconds`, or (None) on a resume.
+    AwaitSwitch { seconds: Option<u64> },
+    /// Point the active entry at the new version (blue-green).
+    Switch,
+    /// Wait `seconds`, then remove the old version's pods.
+    RemoveOld { delay_secs: u64 },
+    /// A/B: send the audience matching a header/cookie to the new version for `seconds`,
+    /// then compare the two versions.
+    AbExperiment { seconds: u64 },
+}
+
+impl Step {
+    pub fn describe(&self) -> String {
+        match self {
+            Step::ScaleNew { replicas } => format!("scale new version to {replicas}"),
+            Step::ScaleOld { replicas } => format!("scale old version to {replicas}"),
+            Step::RollingBatch { new, old_after, .. } => format!("roll: new {new}, old {old_after}"),
+            Step::SetWeight { weight } => format!("set weight {weight}%"),
+            Step::Pause { seconds: Some(s) } => format!("pause {}", fmt_secs(*s)),
+            Step::Pause { seconds: None } => "pause until resumed".into(),
+            Step::Analysis { interval_secs, count, .. } => {
+                format!("analysis: {count} × every {}", fmt_secs(*interval_secs))
+            }
+            Step::Promote => "promote".into(),
+            Step::Preview => "preview new colour".into(),
+            Step::Verify { phase } => match phase {
+                VerifyPhase::PrePromotion => "verify preview".into(),
+                VerifyPhase::PostPromotion => "verify after switch".into(),
+                VerifyPhase::PostDeploy => "verify".into(),
+            },
+            Step::AwaitSwitch { seconds: Some(s) } => format!("switch in {}", fmt_secs(*s)),
+            Step::AwaitSwitch { seconds: None } => "switch when resumed".into(),
+            Step::Switch => "switch active".into(),
+            Step::RemoveOld { delay_secs } => format!("remove old after {}", fmt_secs(*delay_secs)),
+            Step::AbExperiment { seconds } => format!("A/B for {}", fmt_secs(*seconds)),
+        }
+    }
+}
+
+pub fn fmt_secs(s: u64) -> String {
+    crate::model::duration::HumanDuration(Duration::from_secs(s)).to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    /// `<env>-<app>-<version>-<UTC yyyymmddHHMMSS>`
+    pub id: String,
+    pub app: String,
+    pub env: String,
+    pub version: String,
+    /// What ran before (the stable version); None for a first deploy.
+    pub previous_version: Option<String>,
+    pub strategy: StrategyKind,
+    pub kind: ReleaseKind,
+    /// For a promotion, the environment it came from.
+    pub promoted_from: Option<String>,
+    pub status: Status,
+    pub plan: Vec<Step>,
+    /// Index of the step running now (== plan.len() once every step is done).
+    pub cursor: usize,
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Why it is paused, failed, rolled back or aborted, in plain words.
+    pub reason: Option<String>,
+    /// Set when the process that drove it died while it was in progress.
+    pub interrupted: bool,
+    /// The router's current canary weight as this release last set it.
+    pub weight: u32,
+}
+
+impl Release {
+    pub fn make_id(env: &str, app: &str, version: &str, at: DateTime<Utc>) -> String {
+        format!("{env}-{app}-{version}-{}", at.format("%Y%m%d%H%M%S"))
+    }
+
+    pub fn current_step(&self) -> Option<&Step> {
+        self.plan.get(self.cursor)
+    }
+}
+
+/// A status change, stored with its time and its cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub release_id: String,
+    pub from: Option<Status>,
+    pub to: Status,
+    pub cause: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Inconclusive,
+    NoData,
+}
+
+/// One canary/A-B measurement: canary against stable over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub release_id: String,
+    pub step: usize,
+    pub at: DateTime<Utc>,
+    pub verdict: Verdict,
+    pub canary_requests: u64,
+    pub canary_error_rate: Option<f64>,
+    pub canary_p99_ms: Option<f64>,
+    pub stable_requests: u64,
+    pub stable_error_rate: Option<f64>,
+    pub stable_p99_ms: Option<f64>,
+    /// For a failure, the condition and the value that failed it.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub release_id: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// The outcome of one step, kept for per-step durations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub release_id: String,
+    pub index: usize,
+    pub description: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+}
