@@ -1,8 +1,10 @@
 //! shipdeck: a terminal console and engine for releasing software safely.
 
 pub mod analysis;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod engine;
+pub mod host;
 pub mod model;
 pub mod store;

@@ -41,5 +41,18 @@ pub fn identity(flag: Option<&str>) -> String {
             return v.trim().to_string();
         }
     }
-    "unknown".into()
+    os_user().unwrap_or_else(|| "unknown".into())
+}
+
+/// The login name of the process's user, from the password database.
+fn os_user() -> Option<String> {
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name out at
+    // once and never keep the pointer.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name).to_str().ok().map(str::to_string)
+    }
 }

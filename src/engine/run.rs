@@ -70,7 +70,7 @@ impl Run {
             }
             let Some(step) = self.release.current_step().cloned() else {
                 let cause = self.progress.verification.take().unwrap_or_else(|| "all steps done".into());
-                return self.set_status(Status::Verified, &format!("verified: {cause}"));
+                return self.set_status(Status::Verified, &cause);
             };
             if matches!(step, Step::Verify { phase: VerifyPhase::PostDeploy | VerifyPhase::PostPromotion })
                 && self.release.status == Status::InProgress

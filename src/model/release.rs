@@ -186,6 +186,15 @@ impl Release {
         format!("{env}-{app}-{version}-{}", at.format("%Y%m%d%H%M%S"))
     }
 
+    /// ` (promotion from dev)`, ` (rollback)` or nothing for a plain deploy.
+    pub fn kind_label(&self) -> String {
+        match (self.kind, &self.promoted_from) {
+            (ReleaseKind::Promotion, Some(from)) => format!(" (promotion from {from})"),
+            (ReleaseKind::Rollback, _) => " (rollback)".into(),
+            _ => String::new(),
+        }
+    }
+
     pub fn current_step(&self) -> Option<&Step> {
         self.plan.get(self.cursor)
     }

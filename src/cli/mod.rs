@@ -1,0 +1,274 @@
+//! The command line: clap definitions and the non-interactive subcommands.
+
+mod follow;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Estate, paths};
+use crate::engine::{Command as EngineCommand, EngineError};
+use crate::host::Host;
+use crate::model::StrategyKind;
+
+/// Exit codes, as DESIGN.md fixes them.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_RELEASE_FAILED: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+pub const EXIT_BACKEND: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shipdeck",
+    version,
+    about = "Release software safely: rollouts, canaries, rollbacks and promotions from the terminal"
+)]
+pub struct Cli {
+    /// Estate file (TOML) to use instead of the embedded demo estate.
+    #[arg(long, global = true, value_name = "FILE", env = "SHIPDECK_ESTATE")]
+    pub estate: Option<PathBuf>,
+    /// Where all state lives (store, lock, logs). Default: $SHIPDECK_DATA_DIR, else the OS data dir.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Who is acting, for approvals and the audit log. Default: $SHIPDECK_USER, else the OS user.
+    #[arg(long = "as", global = true, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// One JSON object per line: events while following, then a summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Refuse every change.
+    #[arg(long, global = true)]
+    pub readonly: bool,
+    /// Confirm destructive actions (abort, rollback, restart, resume --full) without asking.
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AppEnv {
+    /// App name, as in the estate.
+    pub app: String,
+    /// Environment name, as in the estate.
+    #[arg(long)]
+    pub env: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// What runs where, and the releases in flight.
+    Status {
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Release VERSION of APP into an environment and follow it to the end.
+    Deploy {
+        app: String,
+        version: String,
+        #[arg(long)]
+        env: String,
+        /// rolling, recreate, blue-green, canary or ab (default: the app's).
+        #[arg(long, value_parser = parse_strategy)]
+        strategy: Option<StrategyKind>,
+    },
+    /// Pause the release in progress.
+    Pause(AppEnv),
+    /// Resume a paused or interrupted release.
+    Resume {
+        #[command(flatten)]
+        target: AppEnv,
+        /// Skip the remaining steps and analysis and promote now (asks for confirmation).
+        #[arg(long)]
+        full: bool,
+    },
+    /// Send all traffic back to stable now; the new version's pods go after the abort delay.
+    Abort(AppEnv),
+    /// Run an aborted release again from its first step.
+    Retry(AppEnv),
+    /// Roll back the release in progress, or go back to the previous verified version.
+    Rollback {
+        #[command(flatten)]
+        target: AppEnv,
+        /// The version to go back to (default: the previous verified one).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// Replace the pods of a version one at a time (default: the current version).
+    Restart {
+        #[command(flatten)]
+        target: AppEnv,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Promote the verified release of APP from one environment to the next.
+    Promote {
+        app: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Approve a release that waits for approval, and follow it.
+    Approve { release_id: String },
+    /// Releases, newest first, with their status transitions.
+    History {
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Environment reports.
+    Env {
+        #[command(subcommand)]
+        what: EnvCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCmd {
+    /// Per environment: what runs, effective settings, drift and pending approvals.
+    Report,
+}
+
+fn parse_strategy(s: &str) -> Result<StrategyKind, String> {
+    StrategyKind::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = StrategyKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown strategy `{s}` (one of: {})", all.join(", "))
+    })
+}
+
+/// Run the command line; returns the process's exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let estate = match &cli.estate {
+        Some(p) => Estate::load(p),
+        None => Estate::demo(),
+    };
+    let estate = match estate {
+        Ok(e) => Arc::new(e),
+        Err(e) => return fail(&cli, EXIT_BAD_INPUT, &format!("{e}")),
+    };
+    let data_dir = paths::data_dir(cli.data_dir.as_deref());
+    let actor = paths::identity(cli.actor.as_deref());
+    let ctx = Ctx { cli: &cli, estate, data_dir, actor };
+    match &cli.command {
+        None => report::overview(&ctx),
+        Some(Cmd::Status { env, app }) => report::status(&ctx, env.as_deref(), app.as_deref()),
+        Some(Cmd::History { env, app, limit }) => report::history(&ctx, env.as_deref(), app.as_deref(), *limit),
+        Some(Cmd::Env { what: EnvCmd::Report }) => report::env_report(&ctx),
+        Some(other) => match to_engine_command(other) {
+            Some((command, destructive)) => act(&ctx, command, destructive).await,
+            None => fail(&cli, EXIT_BAD_INPUT, "unsupported command"),
+        },
+    }
+}
+
+pub(crate) struct Ctx<'a> {
+    pub cli: &'a Cli,
+    pub estate: Arc<Estate>,
+    pub data_dir: PathBuf,
+    pub actor: String,
+}
+
+/// The engine command, and what a confirmation must say when it is destructive.
+fn to_engine_command(cmd: &Cmd) -> Option<(EngineCommand, Option<String>)> {
+    let c = |t: &AppEnv| (t.app.clone(), t.env.clone());
+    Some(match cmd {
+        Cmd::Deploy { app, version, env, strategy } => (
+            EngineCommand::Deploy { app: app.clone(), env: env.clone(), version: version.clone(), strategy: *strategy },
+            None,
+        ),
+        Cmd::Pause(t) => {
+            let (app, env) = c(t);
+            (EngineCommand::Pause { app, env }, None)
+        }
+        Cmd::Resume { target, full } => {
+            let (app, env) = c(target);
+            let warn = full.then(|| {
+                format!("resume --full skips every remaining step and analysis of {app} in {env} and promotes now")
+            });
+            (EngineCommand::Resume { app, env, full: *full }, warn)
+        }
+        Cmd::Abort(t) => {
+            let (app, env) = c(t);
+            let warn = format!("abort the release of {app} in {env}: all traffic goes back to the stable version now");
+            (EngineCommand::Abort { app, env }, Some(warn))
+        }
+        Cmd::Retry(t) => {
+            let (app, env) = c(t);
+            (EngineCommand::Retry { app, env }, None)
+        }
+        Cmd::Rollback { target, to } => {
+            let (app, env) = c(target);
+            let dest = to.as_deref().map_or("the previous verified version".to_string(), |v| v.to_string());
+            let warn = format!("roll {app} in {env} back to {dest}");
+            (EngineCommand::Rollback { app, env, to: to.clone() }, Some(warn))
+        }
+        Cmd::Restart { target, version } => {
+            let (app, env) = c(target);
+            let warn = format!("restart every pod of {app} in {env}, one at a time");
+            (EngineCommand::Restart { app, env, version: version.clone() }, Some(warn))
+        }
+        Cmd::Promote { app, from, to } => {
+            (EngineCommand::Promote { app: app.clone(), from: from.clone(), to: to.clone() }, None)
+        }
+        Cmd::Approve { release_id } => (EngineCommand::Approve { release_id: release_id.clone() }, None),
+        Cmd::Status { .. } | Cmd::History { .. } | Cmd::Env { .. } => return None,
+    })
+}
+
+/// Ask before a destructive action: `--yes`, or `y` typed at a terminal.
+fn confirm(cli: &Cli, what: &str) -> Result<(), String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if cli.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(format!("this would {what}; pass --yes to confirm"));
+    }
+    eprint!("This will {what}. Continue? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if matches!(line.trim(), "y" | "Y" | "yes") { Ok(()) } else { Err("cancelled; nothing changed".into()) }
+}
+
+async fn act(ctx: &Ctx<'_>, command: EngineCommand, destructive: Option<String>) -> i32 {
+    let cli = ctx.cli;
+    if cli.readonly {
+        return fail(cli, EXIT_BAD_INPUT, &format!("read-only: `{}` would change the estate", command.name()));
+    }
+    if let Some(what) = destructive
+        && let Err(why) = confirm(cli, &what)
+    {
+        return fail(cli, EXIT_BAD_INPUT, &why);
+    }
+    let name = command.name();
+    let host = match Host::start(ctx.estate.clone(), &ctx.data_dir, false, name).await {
+        Ok(h) => h,
+        Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
+    };
+    let code = follow::execute_and_follow(ctx, &host, command).await;
+    host.stop().await;
+    code
+}
+
+/// Print an error (as JSON with --json) and return its exit code.
+pub(crate) fn fail(cli: &Cli, code: i32, message: &str) -> i32 {
+    if cli.json {
+        println!("{}", serde_json::json!({"type": "error", "exit_code": code, "message": message}));
+    } else {
+        eprintln!("error: {message}");
+    }
+    code
+}
+
+pub(crate) fn engine_fail(cli: &Cli, e: &EngineError) -> i32 {
+    fail(cli, e.exit_code(), &e.to_string())
+}

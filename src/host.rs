@@ -1,0 +1,175 @@
+//! The process that holds a data dir: it takes the data dir's lock, opens the store, brings
+//! the local cluster back as recorded, and runs the engine over them. One process per data
+//! dir: a second one is refused with a message saying who holds it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::local::LocalCluster;
+use crate::config::{Estate, paths};
+use crate::engine::Engine;
+use crate::model::Release;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(
+        "data dir {dir} is in use by another shipdeck ({holder}); wait for it to finish, or use another --data-dir"
+    )]
+    Busy { dir: String, holder: String },
+    #[error("cannot use data dir {dir}: {message}")]
+    DataDir { dir: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the local cluster did not start: {0}")]
+    Cluster(String),
+}
+
+impl HostError {
+    pub fn exit_code(&self) -> i32 {
+        3
+    }
+}
+
+/// The data dir's lock, held for the life of the process (released by the OS if it dies).
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    pub fn acquire(dir: &Path, what: &str) -> Result<Self, HostError> {
+        let err = |e: std::io::Error| HostError::DataDir { dir: dir.display().to_string(), message: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(paths::lock_file(dir))
+            .map_err(err)?;
+        match file.try_lock() {
+            Ok(()) => {
+                let note =
+                    format!("pid {} running `{what}` since {}", std::process::id(), chrono::Utc::now().to_rfc3339());
+                file.set_len(0).map_err(err)?;
+                file.seek(SeekFrom::Start(0)).map_err(err)?;
+                file.write_all(note.as_bytes()).map_err(err)?;
+                file.flush().map_err(err)?;
+                Ok(Self { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                if holder.trim().is_empty() {
+                    holder = "starting up".into();
+                }
+                Err(HostError::Busy { dir: dir.display().to_string(), holder: holder.trim().to_string() })
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+        }
+    }
+
+    /// Who holds the data dir now, if anyone (for read-only commands that do not lock).
+    pub fn holder(dir: &Path) -> Option<String> {
+        let file = OpenOptions::new().read(true).write(true).open(paths::lock_file(dir)).ok()?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                None
+            }
+            Err(_) => {
+                let mut s = String::new();
+                let _ = (&file).read_to_string(&mut s);
+                Some(s.trim().to_string())
+            }
+        }
+    }
+}
+
+pub struct Host {
+    pub engine: Engine,
+    pub cluster: Arc<LocalCluster>,
+    pub store: Arc<Store>,
+    pub data_dir: PathBuf,
+    /// Releases that were in progress when the previous process stopped.
+    pub interrupted: Vec<Release>,
+    _lock: DataDirLock,
+}
+
+impl Host {
+    /// Take the data dir, open the store and bring the local cluster back as recorded.
+    pub async fn start(estate: Arc<Estate>, data_dir: &Path, readonly: bool, what: &str) -> Result<Host, HostError> {
+        let lock = DataDirLock::acquire(data_dir, what)?;
+        let store = Arc::new(Store::open(&paths::store_file(data_dir))?);
+        let interrupted = store.mark_interrupted()?;
+        let restore = store.workloads()?;
+        // Load starts once the pods serve: requests answered 503 while the cluster boots would
+        // count against the versions in the first measurement windows.
+        let quiet = estate.targets().into_iter().map(|(t, mut s)| {
+            s.rps = 0.0;
+            (t, s)
+        });
+        let cluster =
+            LocalCluster::start(quiet.collect(), restore).await.map_err(|e| HostError::Cluster(e.to_string()))?;
+        let engine = Engine::new(estate.clone(), cluster.clone(), cluster.clone(), store.clone(), readonly);
+        let host = Host { engine, cluster, store, data_dir: data_dir.to_path_buf(), interrupted, _lock: lock };
+        host.wait_until_serving(Duration::from_secs(10)).await;
+        for (t, s) in estate.targets() {
+            host.cluster.set_load(&t, s.rps);
+        }
+        if !readonly {
+            if let Err(e) = host.engine.collect_garbage().await {
+                tracing::warn!("cleaning up unrouted versions: {e}");
+            }
+        }
+        for (t, spec) in host.cluster.specs() {
+            let _ = host.store.save_workload(&t, &spec);
+        }
+        Ok(host)
+    }
+
+    /// Wait (up to `limit`) until every version that takes traffic has a ready pod, so
+    /// checks of the current version see it as it is, not as it boots.
+    async fn wait_until_serving(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        for (target, _) in self.engine.estate().targets() {
+            let Ok(mut rx) = crate::cluster::Cluster::watch(self.cluster.as_ref(), &target).await else { continue };
+            loop {
+                let serving = {
+                    let s = rx.borrow_and_update();
+                    s.routing.weights.iter().filter(|(_, w)| **w > 0).all(|(v, _)| {
+                        let profile_ok = self
+                            .engine
+                            .estate()
+                            .settings(&target.env, &target.app)
+                            .and_then(|a| a.profile(v))
+                            .is_some_and(|p| !p.crash);
+                        !profile_ok || s.replicas(v).ready > 0
+                    })
+                };
+                if serving {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, rx.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => return,
+                }
+            }
+        }
+    }
+
+    /// Stop driving releases (in-progress ones will show as interrupted), record every
+    /// workload and stop the cluster.
+    pub async fn stop(self) {
+        self.engine.shutdown().await;
+        for (t, spec) in self.cluster.specs() {
+            if let Err(e) = self.store.save_workload(&t, &spec) {
+                tracing::error!("saving workload {t}: {e}");
+            }
+        }
+        self.cluster.shutdown();
+    }
+}
