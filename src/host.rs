@@ -120,10 +120,8 @@ impl Host {
         for (t, s) in estate.targets() {
             host.cluster.set_load(&t, s.rps);
         }
-        if !readonly {
-            if let Err(e) = host.engine.collect_garbage().await {
-                tracing::warn!("cleaning up unrouted versions: {e}");
-            }
+        if !readonly && let Err(e) = host.engine.collect_garbage().await {
+            tracing::warn!("cleaning up unrouted versions: {e}");
         }
         for (t, spec) in host.cluster.specs() {
             let _ = host.store.save_workload(&t, &spec);

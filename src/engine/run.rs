@@ -258,10 +258,10 @@ impl Run {
             self.note(format!("scaling {prev} back up failed: {e}"));
         }
         let ready_now = cluster.state(target).await.map(|s| s.replicas(prev).ready).unwrap_or(0);
-        if ready_now > 0 {
-            if let Err(e) = cluster.set_routing(target, &all_prev).await {
-                self.note(format!("moving traffic back to {prev} failed: {e}"));
-            }
+        if ready_now > 0
+            && let Err(e) = cluster.set_routing(target, &all_prev).await
+        {
+            self.note(format!("moving traffic back to {prev} failed: {e}"));
         }
         self.inner.persist(target).await;
         let ctx = StepCtx { inner: &self.inner, target, settings, release: &self.release };
