@@ -26,10 +26,11 @@ fn check_filters(ctx: &Ctx<'_>, env: Option<&str>, app: Option<&str>) -> Result<
     Ok(())
 }
 
-fn cluster_line(ctx: &Ctx<'_>) -> String {
+/// What the cluster is doing, and whether a process drives releases now.
+fn cluster_line(ctx: &Ctx<'_>) -> (String, bool) {
     match DataDirLock::holder(&ctx.data_dir) {
-        Some(h) => format!("live in another shipdeck ({h})"),
-        None => "not running: pods start with the console or a release command".into(),
+        Some(h) => (format!("live in another shipdeck ({h})"), true),
+        None => ("not running: pods start with the console or a release command".into(), false),
     }
 }
 
@@ -60,9 +61,15 @@ fn traffic(spec: &WorkloadSpec) -> String {
     if parts.is_empty() { "none".into() } else { parts.join(" ") }
 }
 
-fn release_line(r: &Release) -> String {
+/// A release in progress with no process driving it is interrupted (its next start marks it
+/// so in the store).
+fn interrupted(r: &Release, driven: bool) -> bool {
+    r.interrupted || (!driven && matches!(r.status, Status::InProgress | Status::Paused | Status::Deployed))
+}
+
+fn release_line(r: &Release, driven: bool) -> String {
     let mut s = format!("{} {} step {}/{}", r.id, r.status, (r.cursor + 1).min(r.plan.len()), r.plan.len());
-    if r.interrupted {
+    if interrupted(r, driven) {
         s.push_str(" (interrupted)");
     }
     s
@@ -89,7 +96,7 @@ pub(super) fn status(ctx: &Ctx<'_>, env: Option<&str>, app: Option<&str>) -> i32
         Ok(s) => s,
         Err(c) => return c,
     };
-    let cluster = cluster_line(ctx);
+    let (cluster, driven) = cluster_line(ctx);
     let mut rows = Vec::new();
     for (t, s) in ctx.estate.targets() {
         if env.is_some_and(|e| e != t.env) || app.is_some_and(|a| a != t.app) {
@@ -104,7 +111,8 @@ pub(super) fn status(ctx: &Ctx<'_>, env: Option<&str>, app: Option<&str>) -> i32
             .iter()
             .map(|(t, s, spec, rec, r)| {
                 json!({"env": t.env, "app": t.app, "declared_replicas": s.replicas, "replicas": spec.replicas,
-                       "routing": spec.routing, "recorded": rec, "release": r})
+                       "routing": spec.routing, "recorded": rec, "release": r,
+                       "interrupted": r.as_ref().is_some_and(|r| interrupted(r, driven))})
             })
             .collect();
         println!(
@@ -118,7 +126,7 @@ pub(super) fn status(ctx: &Ctx<'_>, env: Option<&str>, app: Option<&str>) -> i32
     println!("{:<10} {:<10} {:<22} {:<26} RELEASE", "ENV", "APP", "PODS", "TRAFFIC");
     for (t, _, spec, _, r) in rows {
         let pods: Vec<String> = spec.replicas.iter().map(|(v, n)| format!("{v}×{n}")).collect();
-        let rel = r.as_ref().map_or("-".to_string(), release_line);
+        let rel = r.as_ref().map_or("-".to_string(), |r| release_line(r, driven));
         println!("{:<10} {:<10} {:<22} {:<26} {rel}", t.env, t.app, pods.join(" "), traffic(&spec));
     }
     EXIT_OK
@@ -180,6 +188,7 @@ pub(super) fn env_report(ctx: &Ctx<'_>) -> i32 {
         Ok(s) => s,
         Err(c) => return c,
     };
+    let (_, driven) = cluster_line(ctx);
     let mut envs = Vec::new();
     for env in &ctx.estate.environments {
         let mut apps = Vec::new();
@@ -215,7 +224,7 @@ pub(super) fn env_report(ctx: &Ctx<'_>) -> i32 {
                 "pods": spec.replicas,
                 "traffic": traffic(&spec),
                 "last_verified": last_verified,
-                "release_in_progress": active.as_ref().map(release_line),
+                "release_in_progress": active.as_ref().map(|r| release_line(r, driven)),
                 "settings": {"replicas": s.replicas, "rps": s.rps, "strategy": s.strategy, "rollback_on_failure": s.rollback_on_failure,
                              "checks": s.verification.checks.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
                              "overrides": s.overrides.get(&env.name).map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()},
