@@ -99,15 +99,19 @@ struct Round {
 }
 
 /// Sends requests back to back until `stop`, noting when each was sent and who answered.
-async fn client_loop(client: reqwest::Client, url: String, stop: Arc<AtomicBool>, done: Arc<AtomicUsize>) -> Vec<Sample> {
+async fn client_loop(
+    client: reqwest::Client,
+    url: String,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+) -> Vec<Sample> {
     let mut out = Vec::with_capacity(1024);
     while !stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
         let answer = match client.get(&url).send().await {
             Ok(resp) => {
                 let ok = resp.status().is_success();
-                let version =
-                    resp.headers().get("x-shipdeck-version").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let version = resp.headers().get("x-shipdeck-version").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 // Read the body so the connection goes back to the pool.
                 let body_ok = resp.bytes().await.is_ok();
                 match (ok && body_ok, version.as_deref()) {
@@ -134,7 +138,9 @@ async fn wait_event<T>(
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Err(_) => return Err(format!("timed out after {WAIT:?} waiting for {what}")),
-            Ok(Err(broadcast::error::RecvError::Closed)) => return Err(format!("event stream closed waiting for {what}")),
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                return Err(format!("event stream closed waiting for {what}"));
+            }
             Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
                 return Err(format!("missed {n} events waiting for {what}"));
             }

@@ -68,8 +68,7 @@ fn cpu_seconds() -> Result<f64, String> {
 
 /// A `kB` line of `/proc/self/status` (`VmRSS`, `VmHWM`), in MB.
 fn status_mb(key: &str) -> Result<f64, String> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").map_err(|e| format!("reading /proc/self/status: {e}"))?;
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("reading /proc/self/status: {e}"))?;
     let kb = status
         .lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))

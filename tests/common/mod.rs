@@ -35,7 +35,11 @@ impl Shipdeck {
     /// Runs and returns (exit code, stdout, stderr).
     pub fn sh(&self, args: &[&str]) -> (i32, String, String) {
         let o = self.run(args);
-        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into(),
+            String::from_utf8_lossy(&o.stderr).into(),
+        )
     }
 
     /// `--json` output, one object per line.
@@ -66,7 +70,12 @@ impl Shipdeck {
 }
 
 pub fn statuses(release: &Value) -> Vec<String> {
-    release["transitions"].as_array().expect("transitions").iter().map(|t| t["to"].as_str().unwrap_or("").to_string()).collect()
+    release["transitions"]
+        .as_array()
+        .expect("transitions")
+        .iter()
+        .map(|t| t["to"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 pub fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
