@@ -61,15 +61,20 @@ pub struct AppEnv {
 pub enum Cmd {
     /// What runs where, and the releases in flight.
     Status {
+        /// Only this environment.
         #[arg(long)]
         env: Option<String>,
+        /// Only this app.
         #[arg(long)]
         app: Option<String>,
     },
     /// Release VERSION of APP into an environment and follow it to the end.
     Deploy {
+        /// App name, as in the estate.
         app: String,
+        /// A version the estate knows for the app.
         version: String,
+        /// Environment to deploy into.
         #[arg(long)]
         env: String,
         /// rolling, recreate, blue-green, canary or ab (default: the app's).
@@ -102,25 +107,35 @@ pub enum Cmd {
     Restart {
         #[command(flatten)]
         target: AppEnv,
+        /// The version whose pods restart.
         #[arg(long)]
         version: Option<String>,
     },
     /// Promote the verified release of APP from one environment to the next.
     Promote {
+        /// App name, as in the estate.
         app: String,
+        /// Environment whose latest verified release is promoted.
         #[arg(long)]
         from: String,
+        /// One of the environments `from` promotes to.
         #[arg(long)]
         to: String,
     },
     /// Approve a release that waits for approval, and follow it.
-    Approve { release_id: String },
+    Approve {
+        /// The release id, as `history` or the promote command printed it.
+        release_id: String,
+    },
     /// Releases, newest first, with their status transitions.
     History {
+        /// Only this environment.
         #[arg(long)]
         env: Option<String>,
+        /// Only this app.
         #[arg(long)]
         app: Option<String>,
+        /// At most this many releases.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },

@@ -539,3 +539,24 @@ async fn readonly_refuses_every_change() {
     let err = ro.execute("alice", deploy("1.1.0", StrategyKind::Canary)).await.unwrap_err();
     assert!(err.to_string().contains("read-only"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn abort_at_every_step_of_every_strategy_restores_stable() {
+    for strategy in [StrategyKind::Rolling, StrategyKind::Recreate, StrategyKind::BlueGreen, StrategyKind::Ab] {
+        let settings = world().estate.settings("dev", "web").unwrap().clone();
+        let steps = plan::build(strategy, &settings, Some("1.0.0")).len();
+        for at in 0..steps {
+            let w = world();
+            let mut rx = w.engine.subscribe();
+            let id = w.engine.execute("alice", deploy("1.1.0", strategy)).await.unwrap().release.unwrap().id;
+            w.until_step(&mut rx, at).await;
+            w.engine.execute("bob", Command::Abort { app: "web".into(), env: "dev".into() }).await.unwrap();
+            let r = w.until_finished(&mut rx, &id).await;
+            assert_eq!(r.status, Status::Aborted, "{strategy} step {at}: {:?}", r.reason);
+            assert_eq!(w.routing(), Routing::all_to("1.0.0"), "{strategy} step {at}");
+            assert_eq!(w.replicas("1.0.0").await, 4, "{strategy} step {at}");
+            tokio::time::sleep(Duration::from_secs(11)).await;
+            assert_eq!(w.replicas("1.1.0").await, 0, "{strategy} step {at}");
+        }
+    }
+}
