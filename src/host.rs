@@ -115,6 +115,11 @@ impl Host {
         let cluster =
             LocalCluster::start(quiet.collect(), restore).await.map_err(|e| HostError::Cluster(e.to_string()))?;
         let engine = Engine::new(estate.clone(), cluster.clone(), cluster.clone(), store.clone(), readonly);
+        let flags_path = data_dir.join("flags.json");
+        match crate::flags::FileFlagStore::open(&flags_path, Some(crate::flags::DEMO_FLAGS)) {
+            Ok(f) => engine.attach_flags(Arc::new(f)),
+            Err(e) => tracing::warn!("flags unavailable: {e}"),
+        }
         let host = Host { engine, cluster, store, data_dir: data_dir.to_path_buf(), interrupted, _lock: lock };
         host.wait_until_serving(Duration::from_secs(10)).await;
         for (t, s) in estate.targets() {

@@ -5,6 +5,8 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod engine;
+pub mod flags;
 pub mod host;
 pub mod model;
 pub mod store;
+pub mod tui;

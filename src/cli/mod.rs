@@ -1,5 +1,6 @@
 //! The command line: clap definitions and the non-interactive subcommands.
 
+mod console;
 mod follow;
 mod report;
 
@@ -44,6 +45,12 @@ pub struct Cli {
     /// Confirm destructive actions (abort, rollback, restart, resume --full) without asking.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// Console theme: dark, light, high-contrast, or a user theme (default: config, else dark).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub theme: Option<String>,
+    /// Console keymap: default or emacs, before the user's keymap.toml (default: config, else default).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub keymap: Option<String>,
     #[command(subcommand)]
     pub command: Option<Cmd>,
 }
@@ -173,7 +180,7 @@ pub async fn run(cli: Cli) -> i32 {
     let actor = paths::identity(cli.actor.as_deref());
     let ctx = Ctx { cli: &cli, estate, data_dir, actor };
     match &cli.command {
-        None => report::overview(&ctx),
+        None => console::open(&ctx).await,
         Some(Cmd::Status { env, app }) => report::status(&ctx, env.as_deref(), app.as_deref()),
         Some(Cmd::History { env, app, limit }) => report::history(&ctx, env.as_deref(), app.as_deref(), *limit),
         Some(Cmd::Env { what: EnvCmd::Report }) => report::env_report(&ctx),

@@ -79,7 +79,7 @@ pub(super) fn overview(ctx: &Ctx<'_>) -> i32 {
     let code = status(ctx, None, None);
     if code == EXIT_OK && !ctx.cli.json {
         println!();
-        println!("The interactive console arrives in the next release. Meanwhile, try:");
+        println!("The console opens when shipdeck runs in a terminal. From scripts, try:");
         println!("  shipdeck deploy checkout 1.5.0 --env dev          # a canary that ends verified");
         println!("  shipdeck deploy checkout 1.6.0-bad --env dev      # a canary that rolls back on its own");
         println!("  shipdeck history --app checkout                   # every transition, with its cause");

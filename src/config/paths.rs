@@ -17,6 +17,17 @@ pub fn data_dir(flag: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".shipdeck"))
 }
 
+pub const CONFIG_DIR_ENV: &str = "SHIPDECK_CONFIG_DIR";
+
+/// Where user themes (`themes/*.toml`), `keymap.toml` and `config.toml` live:
+/// `$SHIPDECK_CONFIG_DIR`, else the platform's config directory.
+pub fn config_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(CONFIG_DIR_ENV).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("dev", "shipdeck", "shipdeck").map(|d| d.config_dir().to_path_buf())
+}
+
 pub fn store_file(data_dir: &Path) -> PathBuf {
     data_dir.join("shipdeck.db")
 }

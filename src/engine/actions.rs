@@ -24,7 +24,36 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::Retry { app, env } => retry(inner, actor, &env, &app),
         Command::Rollback { app, env, to } => rollback(inner, actor, &env, &app, to).await,
         Command::Restart { app, env, version } => restart(inner, actor, &env, &app, version).await,
+        Command::SetFlag { key, enabled } => {
+            let word = if enabled { "on" } else { "off" };
+            change_flag(inner, actor, &key, &format!("turned {word}"), |s| s.set_enabled(&key, enabled))
+        }
+        Command::SetFlagRollout { key, percent } => {
+            change_flag(inner, actor, &key, &format!("rolled out to {percent}%"), |s| s.set_rollout(&key, percent))
+        }
     }
+}
+
+fn change_flag(
+    inner: &Inner,
+    actor: &str,
+    key: &str,
+    what: &str,
+    change: impl FnOnce(&mut crate::flags::FlagSet) -> Result<(), crate::flags::FlagError>,
+) -> Result<Outcome, EngineError> {
+    use crate::flags::FlagError;
+    let store = inner.flags.get().ok_or_else(|| EngineError::Refused("no flag store is configured".into()))?;
+    let set = store.update(change).map_err(|e| match e {
+        FlagError::Io { .. } => EngineError::Backend(e.to_string()),
+        other => EngineError::BadInput(other.to_string()),
+    })?;
+    let Some(flag) = set.views().into_iter().find(|f| f.key == key) else {
+        return Err(EngineError::BadInput(format!("no flag named `{key}`")));
+    };
+    inner.audit(actor, "flag", key, what);
+    let message = format!("flag {key} {what} by {actor}");
+    inner.emit(Event::Flag { flag, by: actor.to_string() });
+    Ok(Outcome { message, release: None, running: false })
 }
 
 fn lookup<'a>(inner: &'a Inner, env: &str, app: &str) -> Result<&'a AppSettings, EngineError> {

@@ -32,15 +32,57 @@ pub use verify::CheckResult;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
-    Deploy { app: String, env: String, version: String, strategy: Option<StrategyKind> },
-    Promote { app: String, from: String, to: String },
-    Approve { release_id: String },
-    Pause { app: String, env: String },
-    Resume { app: String, env: String, full: bool },
-    Abort { app: String, env: String },
-    Retry { app: String, env: String },
-    Rollback { app: String, env: String, to: Option<String> },
-    Restart { app: String, env: String, version: Option<String> },
+    Deploy {
+        app: String,
+        env: String,
+        version: String,
+        strategy: Option<StrategyKind>,
+    },
+    Promote {
+        app: String,
+        from: String,
+        to: String,
+    },
+    Approve {
+        release_id: String,
+    },
+    Pause {
+        app: String,
+        env: String,
+    },
+    Resume {
+        app: String,
+        env: String,
+        full: bool,
+    },
+    Abort {
+        app: String,
+        env: String,
+    },
+    Retry {
+        app: String,
+        env: String,
+    },
+    Rollback {
+        app: String,
+        env: String,
+        to: Option<String>,
+    },
+    Restart {
+        app: String,
+        env: String,
+        version: Option<String>,
+    },
+    /// Turn a feature flag on or off (its kill switch).
+    SetFlag {
+        key: String,
+        enabled: bool,
+    },
+    /// Send `percent`% of users to the flag's `on` variant.
+    SetFlagRollout {
+        key: String,
+        percent: u32,
+    },
 }
 
 impl Command {
@@ -55,6 +97,8 @@ impl Command {
             Command::Retry { .. } => "retry",
             Command::Rollback { .. } => "rollback",
             Command::Restart { .. } => "restart",
+            Command::SetFlag { .. } => "flag",
+            Command::SetFlagRollout { .. } => "flag rollout",
         }
     }
 }
@@ -84,6 +128,11 @@ pub enum Event {
     Note {
         release_id: Option<String>,
         message: String,
+    },
+    /// A feature flag changed.
+    Flag {
+        flag: crate::flags::FlagView,
+        by: String,
     },
     /// The task driving the release ended (it is terminal, paused with nobody driving it, or
     /// waiting for approval).
@@ -155,6 +204,7 @@ pub(crate) struct Inner {
     pub store: Arc<Store>,
     pub events: broadcast::Sender<Event>,
     pub readonly: bool,
+    pub flags: std::sync::OnceLock<Arc<crate::flags::FileFlagStore>>,
     runs: Mutex<HashMap<Target, RunHandle>>,
     /// Old pods waiting for their scale-down delay; done at once on shutdown.
     cleanups: Mutex<Vec<(Target, String, tokio::task::JoinHandle<()>)>>,
@@ -183,10 +233,21 @@ impl Engine {
                 store,
                 events,
                 readonly,
+                flags: std::sync::OnceLock::new(),
                 runs: Mutex::new(HashMap::new()),
                 cleanups: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    /// Give the engine a flag store; flag commands are refused without one.
+    pub fn attach_flags(&self, store: Arc<crate::flags::FileFlagStore>) {
+        let _ = self.inner.flags.set(store);
+    }
+
+    /// The flags as stored now.
+    pub fn flag_views(&self) -> Vec<crate::flags::FlagView> {
+        self.inner.flags.get().and_then(|f| f.load().ok()).map(|(set, _)| set.views()).unwrap_or_default()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -1,0 +1,142 @@
+//! The terminal console. The event loop selects over the terminal's input, the engine's
+//! events, finished commands and refreshed snapshots; commands and snapshot loads run as
+//! tasks, so nothing blocks the input loop, and a frame is drawn only when something changed
+//! (at most 60 a second).
+
+pub mod app;
+pub mod palette;
+pub mod panes;
+pub mod snapshot;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use futures::StreamExt;
+use ratatui::DefaultTerminal;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::keymap::Keymap;
+use crate::config::theme::Theme;
+use crate::engine::Engine;
+use crate::host::Host;
+use app::{App, Effect};
+use snapshot::Snapshot;
+
+pub struct Options {
+    pub theme: Theme,
+    pub keymap: Keymap,
+    pub readonly: bool,
+    pub actor: String,
+}
+
+const FRAME: Duration = Duration::from_millis(16);
+const LOG_LIMIT: usize = 1000;
+
+/// Open the console on `host` until the user quits; the terminal is restored on the way out,
+/// also after an error or a panic.
+pub async fn run(host: Host, opts: Options) -> color_eyre::Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let result = event_loop(&mut terminal, &host.engine, opts).await;
+    ratatui::restore();
+    host.stop().await;
+    result
+}
+
+pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: Options) -> color_eyre::Result<()> {
+    let mut events = engine.subscribe();
+    let first = snapshot::load(engine, None, LOG_LIMIT).await;
+    let mut app = App::new(first, opts.theme, opts.keymap, opts.readonly);
+    let mut input = EventStream::new();
+    let (result_tx, mut results) = mpsc::unbounded_channel::<Result<String, String>>();
+    let (snap_tx, mut snaps) = mpsc::channel::<Snapshot>(1);
+    let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut loading;
+    let mut reload_wanted = false;
+    let mut dirty = true;
+    let mut last_draw = Instant::now() - FRAME;
+
+    let load = |engine: &Engine, app: &App, tx: &mpsc::Sender<Snapshot>| {
+        let (engine, tx, selected) = (engine.clone(), tx.clone(), app.selected_target());
+        tokio::spawn(async move {
+            let s = snapshot::load(&engine, selected.as_ref(), LOG_LIMIT).await;
+            let _ = tx.send(s).await;
+        });
+    };
+    load(engine, &app, &snap_tx);
+    loading = true;
+
+    loop {
+        if dirty && last_draw.elapsed() >= FRAME {
+            terminal.draw(|f| view::draw(f, &app))?;
+            dirty = false;
+            last_draw = Instant::now();
+        }
+        let next_frame = last_draw + FRAME;
+        let before = app.selected_target();
+        tokio::select! {
+            maybe = input.next() => match maybe {
+                Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
+                    for effect in app.on_key(key) {
+                        match effect {
+                            Effect::Quit => return Ok(()),
+                            Effect::Execute(command) => {
+                                let (engine, tx, actor) = (engine.clone(), result_tx.clone(), opts.actor.clone());
+                                tokio::spawn(async move {
+                                    let r = engine.execute(&actor, command).await.map(|o| o.message).map_err(|e| e.to_string());
+                                    let _ = tx.send(r);
+                                });
+                            }
+                        }
+                    }
+                    dirty = true;
+                    if app.selected_target() != before {
+                        reload_wanted = true;
+                    }
+                }
+                Some(Ok(TermEvent::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            ev = events.recv() => {
+                match ev {
+                    Ok(ev) => app.record(&ev),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return Ok(()),
+                }
+                reload_wanted = true;
+                dirty = true;
+            }
+            Some(r) = results.recv() => {
+                app.on_result(r);
+                reload_wanted = true;
+                dirty = true;
+            }
+            Some(mut s) = snaps.recv() => {
+                loading = false;
+                let moving = s.workloads.values().any(|w| w.active().is_some());
+                if !moving {
+                    s.now = app.snapshot.now;
+                }
+                if s != app.snapshot {
+                    app.set_snapshot(s);
+                    dirty = true;
+                }
+            }
+            _ = refresh.tick() => reload_wanted = true,
+            _ = tokio::time::sleep_until(next_frame), if dirty => {}
+        }
+        if reload_wanted && !loading {
+            load(engine, &app, &snap_tx);
+            loading = true;
+            reload_wanted = false;
+        }
+    }
+}

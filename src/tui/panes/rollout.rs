@@ -1,0 +1,216 @@
+//! The selected release live: strategy, step k/n with the step list and per-step durations,
+//! a countdown on timed pauses, an ETA, set vs actual weight, replicas per version, and why it
+//! is paused or failed in plain words.
+
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, Wrap};
+
+use super::{block, status_style};
+use crate::config::theme::Role;
+use crate::model::{Release, Status, Step, StepRecord, fmt_secs};
+use crate::tui::app::App;
+
+pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Some(target) = app.selected_target() else {
+        frame.render_widget(Paragraph::new("No app selected.").block(block(t, " Rollout ".into())), area);
+        return;
+    };
+    let w = app.selected().cloned().unwrap_or_default();
+    let Some(r) = w.release.clone() else {
+        let text = format!(
+            "{target} has had no release yet. Press d (or :deploy {} VERSION {}) to start one.",
+            target.app, target.env
+        );
+        frame.render_widget(
+            Paragraph::new(text).style(t.style(Role::Muted)).block(block(t, format!(" Rollout — {target} "))),
+            area,
+        );
+        return;
+    };
+    let now = app.snapshot.now;
+    let steps = &app.snapshot.detail.steps;
+    let [top, middle, bottom] =
+        Layout::vertical([Constraint::Length(5), Constraint::Min(6), Constraint::Length(7)]).areas(area);
+
+    // Summary.
+    let step_no = (r.cursor + 1).min(r.plan.len());
+    let elapsed = (now - r.created_at).num_seconds().max(0) as u64;
+    let mut head = vec![
+        Line::from(vec![
+            Span::styled(format!("{} ", r.id), t.style(Role::Title)),
+            Span::styled(r.status.to_string(), status_style(t, r.status)),
+            Span::raw(format!(
+                "{}  {}  {} → {}",
+                if r.interrupted { " (interrupted)" } else { "" },
+                r.strategy,
+                r.previous_version.as_deref().unwrap_or("nothing"),
+                r.version
+            )),
+        ]),
+        Line::raw(format!(
+            "step {step_no}/{}  elapsed {}  {}  requested by {}",
+            r.plan.len(),
+            fmt_secs(elapsed),
+            eta(&r, steps, now).map(|s| format!("ETA {}", fmt_secs(s))).unwrap_or_default(),
+            r.requested_by
+        )),
+    ];
+    if let Some(why) = &r.reason {
+        let role = match r.status {
+            Status::Paused | Status::Planned => Role::Warn,
+            Status::Verified | Status::Deployed => Role::Ok,
+            _ => Role::Error,
+        };
+        head.push(Line::styled(why.clone(), t.style(role)));
+    }
+    frame.render_widget(
+        Paragraph::new(head).wrap(Wrap { trim: true }).block(block(t, format!(" Rollout — {target} "))),
+        top,
+    );
+
+    // Steps and weights.
+    let [list, right] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(middle);
+    let rows: Vec<Row> = r
+        .plan
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let rec = steps.iter().find(|s| s.index == i);
+            let (mark, role) = if i < r.cursor {
+                ("✓", Role::Ok)
+            } else if i == r.cursor && r.status.is_active() {
+                ("▶", Role::Info)
+            } else if i == r.cursor && matches!(r.status, Status::Failed | Status::RolledBack | Status::Aborted) {
+                ("✗", Role::Error)
+            } else {
+                ("·", Role::Muted)
+            };
+            let took = rec.map(|s| duration_of(s, now)).unwrap_or_default();
+            let mut what = step.describe();
+            if i == r.cursor
+                && r.status == Status::InProgress
+                && let Some(left) = countdown(step, rec, now).filter(|l| *l > 0)
+            {
+                what.push_str(&format!(" — {} left", fmt_secs(left)));
+            }
+            Row::new(vec![
+                Cell::from(Span::styled(mark, t.style(role))),
+                Cell::from(format!("{}", i + 1)),
+                Cell::from(what),
+                Cell::from(took),
+            ])
+        })
+        .collect();
+    let table =
+        Table::new(rows, [Constraint::Length(2), Constraint::Length(3), Constraint::Fill(1), Constraint::Length(8)])
+            .header(Row::new(vec!["", "#", "STEP", "TOOK"]).style(t.style(Role::Header)))
+            .block(block(t, " Steps ".into()));
+    frame.render_widget(table, list);
+
+    let [set_area, actual_area, note] =
+        Layout::vertical([Constraint::Length(3), Constraint::Length(3), Constraint::Min(1)]).areas(right);
+    let set = w.state.routing.weights.get(&r.version).copied().unwrap_or(0).min(100);
+    let actual = w.state.actual_weights.get(&r.version).copied().unwrap_or(0.0).clamp(0.0, 100.0);
+    frame.render_widget(
+        Gauge::default()
+            .block(block(t, format!(" Set weight of {} ", r.version)))
+            .gauge_style(t.style(Role::Canary))
+            .percent(set as u16),
+        set_area,
+    );
+    frame.render_widget(
+        Gauge::default()
+            .block(block(t, " Actual share of requests (last 5s) ".into()))
+            .gauge_style(t.style(Role::Stable))
+            .ratio(actual / 100.0)
+            .label(format!("{actual:.1}%")),
+        actual_area,
+    );
+    let mut routes: Vec<Line> =
+        w.state.routing.matches.iter().map(|m| Line::raw(format!("{}={} → {}", m.name, m.value, m.version))).collect();
+    if let Some(p) = &w.state.routing.preview {
+        routes.push(Line::raw(format!("preview entry → {p}")));
+    }
+    frame.render_widget(Paragraph::new(routes).style(t.style(Role::Muted)), note);
+
+    // Replicas per version.
+    let rows: Vec<Row> = w
+        .state
+        .versions
+        .iter()
+        .map(|(v, rep)| {
+            let role = if rep.ready >= rep.desired { Role::Ok } else { Role::Warn };
+            let weight = w.state.routing.weights.get(v).copied().unwrap_or(0);
+            Row::new(vec![
+                Cell::from(v.clone()),
+                Cell::from(rep.desired.to_string()),
+                Cell::from(rep.updated.to_string()),
+                Cell::from(Span::styled(rep.ready.to_string(), t.style(role))),
+                Cell::from(rep.available.to_string()),
+                Cell::from(format!("{weight}%")),
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Fill(1),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(6),
+            Constraint::Length(10),
+            Constraint::Length(7),
+        ],
+    )
+    .header(
+        Row::new(vec!["VERSION", "DESIRED", "UPDATED", "READY", "AVAILABLE", "WEIGHT"]).style(t.style(Role::Header)),
+    )
+    .block(block(t, " Replicas ".into()));
+    frame.render_widget(table, bottom);
+}
+
+fn duration_of(s: &StepRecord, now: DateTime<Utc>) -> String {
+    let end = s.finished_at.unwrap_or(now);
+    let secs = (end - s.started_at).num_milliseconds().max(0) as f64 / 1000.0;
+    if secs < 10.0 { format!("{secs:.1}s") } else { fmt_secs(secs as u64) }
+}
+
+/// Seconds a step lasts by itself, when it is timed.
+fn timed(step: &Step) -> Option<u64> {
+    match step {
+        Step::Pause { seconds: Some(s) } | Step::AwaitSwitch { seconds: Some(s) } => Some(*s),
+        Step::AbExperiment { seconds } => Some(*seconds),
+        Step::RemoveOld { delay_secs } => Some(*delay_secs),
+        Step::Analysis { interval_secs, count, .. } => Some(interval_secs * *count as u64),
+        _ => None,
+    }
+}
+
+fn countdown(step: &Step, rec: Option<&StepRecord>, now: DateTime<Utc>) -> Option<u64> {
+    let total = timed(step)?;
+    let spent = rec.map(|r| (now - r.started_at).num_seconds().max(0) as u64).unwrap_or(0);
+    Some(total.saturating_sub(spent))
+}
+
+/// What the timed steps still need; None when a step waits for a person.
+fn eta(r: &Release, steps: &[StepRecord], now: DateTime<Utc>) -> Option<u64> {
+    if !r.status.is_active() {
+        return None;
+    }
+    let mut total = 0;
+    for (i, step) in r.plan.iter().enumerate().skip(r.cursor) {
+        if matches!(step, Step::Pause { seconds: None } | Step::AwaitSwitch { seconds: None }) {
+            return None;
+        }
+        total += if i == r.cursor {
+            countdown(step, steps.iter().find(|s| s.index == i), now).unwrap_or(0)
+        } else {
+            timed(step).unwrap_or(0)
+        };
+    }
+    Some(total)
+}

@@ -1,0 +1,112 @@
+//! What the panes draw: a plain copy of the estate's state, loaded from the store, the cluster
+//! and the flag store, so rendering never touches a backend and tests can build one by hand.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::cluster::{Target, WorkloadState};
+use crate::engine::Engine;
+use crate::flags::FlagView;
+use crate::model::{AppSettings, AuditEntry, Measurement, Release, Status, StepRecord};
+use crate::store::ReleaseFilter;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkloadView {
+    pub state: WorkloadState,
+    pub settings: Option<AppSettings>,
+    /// The release holding the workload now, or else the latest one.
+    pub release: Option<Release>,
+    pub last_verified: Option<String>,
+    /// Releases waiting for an approval.
+    pub pending: Vec<Release>,
+}
+
+impl WorkloadView {
+    /// The version that takes most of the active traffic.
+    pub fn current_version(&self) -> Option<&str> {
+        self.state.routing.weights.iter().filter(|(_, w)| **w > 0).max_by_key(|(_, w)| **w).map(|(v, _)| v.as_str())
+    }
+
+    pub fn active(&self) -> Option<&Release> {
+        self.release.as_ref().filter(|r| r.status.is_active())
+    }
+}
+
+/// The selected release's details.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReleaseDetail {
+    pub steps: Vec<StepRecord>,
+    pub measurements: Vec<Measurement>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub envs: Vec<String>,
+    /// Environment → environments it promotes to.
+    pub promotes_to: BTreeMap<String, Vec<String>>,
+    pub apps: Vec<String>,
+    pub workloads: BTreeMap<Target, WorkloadView>,
+    pub detail: ReleaseDetail,
+    pub flags: Vec<FlagView>,
+    /// Audit log and engine events, oldest first.
+    pub log: Vec<LogLine>,
+    pub now: DateTime<Utc>,
+}
+
+impl Snapshot {
+    pub fn workload(&self, t: &Target) -> Option<&WorkloadView> {
+        self.workloads.get(t)
+    }
+}
+
+/// Read everything the panes need; `selected` is the workload whose release details load.
+pub async fn load(engine: &Engine, selected: Option<&Target>, log_limit: usize) -> Snapshot {
+    let estate = engine.estate();
+    let store = engine.store();
+    let mut workloads = BTreeMap::new();
+    for (t, settings) in estate.targets() {
+        let state = engine.cluster().state(&t).await.unwrap_or_default();
+        let filter = ReleaseFilter { env: Some(t.env.clone()), app: Some(t.app.clone()), limit: Some(20) };
+        let releases = store.releases(&filter).unwrap_or_default();
+        let release = releases.iter().find(|r| r.status.is_active()).or(releases.first()).cloned();
+        let last_verified = releases.iter().find(|r| r.status == Status::Verified).map(|r| r.version.clone());
+        let pending = releases.iter().filter(|r| r.status == Status::Planned).cloned().collect();
+        workloads.insert(t, WorkloadView { state, settings: Some(settings), release, last_verified, pending });
+    }
+    let detail = match selected.and_then(|t| workloads.get(t)).and_then(|w| w.release.as_ref()) {
+        Some(r) => ReleaseDetail {
+            steps: store.steps(&r.id).unwrap_or_default(),
+            measurements: store.measurements(&r.id).unwrap_or_default(),
+        },
+        None => ReleaseDetail::default(),
+    };
+    let mut log: Vec<LogLine> = store
+        .audit_log(None, log_limit)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a: AuditEntry| LogLine {
+            at: a.at,
+            kind: "audit".into(),
+            text: format!("{} {} {} {}", a.actor, a.action, a.target, a.detail),
+        })
+        .collect();
+    log.reverse();
+    Snapshot {
+        envs: estate.env_names().into_iter().map(String::from).collect(),
+        promotes_to: estate.environments.iter().map(|e| (e.name.clone(), e.promotes_to.clone())).collect(),
+        apps: estate.apps.clone(),
+        workloads,
+        detail,
+        flags: engine.flag_views(),
+        log,
+        now: Utc::now(),
+    }
+}
