@@ -204,3 +204,24 @@ fn abort_of_an_interrupted_release_puts_traffic_back_on_stable() {
     assert_eq!(code, 2);
     assert!(err.contains("nothing to retry"), "{err}");
 }
+
+#[test]
+fn every_shipped_theme_and_keymap_starts_and_a_broken_user_theme_is_refused_by_name() {
+    let s = Shipdeck::new();
+    for theme in ["dark", "light", "high-contrast"] {
+        for keymap in ["default", "emacs"] {
+            let (code, out, err) = s.sh(&["--theme", theme, "--keymap", keymap]);
+            assert_eq!(code, 0, "{theme}/{keymap}: {out}{err}");
+        }
+    }
+    let cfg = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cfg.path().join("themes")).unwrap();
+    std::fs::write(cfg.path().join("themes/mine.toml"), "name = \"mine\"\n[roles]\nerror = { fg = \"#zz0000\" }\n").unwrap();
+    let o = s.cmd(&["--theme", "mine"]).env("SHIPDECK_CONFIG_DIR", cfg.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("mine.toml") && err.contains("#zz0000"), "{err}");
+    let (code, _, err) = s.sh(&["--theme", "solarized-nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("solarized-nope"), "{err}");
+}
