@@ -216,7 +216,8 @@ fn every_shipped_theme_and_keymap_starts_and_a_broken_user_theme_is_refused_by_n
     }
     let cfg = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(cfg.path().join("themes")).unwrap();
-    std::fs::write(cfg.path().join("themes/mine.toml"), "name = \"mine\"\n[roles]\nerror = { fg = \"#zz0000\" }\n").unwrap();
+    std::fs::write(cfg.path().join("themes/mine.toml"), "name = \"mine\"\n[roles]\nerror = { fg = \"#zz0000\" }\n")
+        .unwrap();
     let o = s.cmd(&["--theme", "mine"]).env("SHIPDECK_CONFIG_DIR", cfg.path()).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
