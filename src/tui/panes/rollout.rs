@@ -38,7 +38,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 
     // Summary.
     let step_no = (r.cursor + 1).min(r.plan.len());
-    let elapsed = (now - r.created_at).num_seconds().max(0) as u64;
+    let end = if r.status.is_active() { now } else { r.updated_at };
+    let elapsed = (end - r.created_at).num_seconds().max(0) as u64;
     let mut head = vec![
         Line::from(vec![
             Span::styled(format!("{} ", r.id), t.style(Role::Title)),
