@@ -3,6 +3,7 @@
 mod console;
 mod follow;
 mod report;
+mod screenshots;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -151,6 +152,13 @@ pub enum Cmd {
         #[command(subcommand)]
         what: EnvCmd,
     },
+    /// Write an SVG image of every console pane and of the help overlay, drawn from built-in
+    /// demo data at 160×48 in the --theme (default dark), to DIR/<pane>.svg and DIR/help.svg.
+    Screenshots {
+        /// The directory for the images (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "screenshots")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +192,7 @@ pub async fn run(cli: Cli) -> i32 {
         Some(Cmd::Status { env, app }) => report::status(&ctx, env.as_deref(), app.as_deref()),
         Some(Cmd::History { env, app, limit }) => report::history(&ctx, env.as_deref(), app.as_deref(), *limit),
         Some(Cmd::Env { what: EnvCmd::Report }) => report::env_report(&ctx),
+        Some(Cmd::Screenshots { out }) => screenshots::write_all(&cli, out),
         Some(other) => match to_engine_command(other) {
             Some((command, destructive)) => act(&ctx, command, destructive).await,
             None => fail(&cli, EXIT_BAD_INPUT, "unsupported command"),
@@ -241,7 +250,7 @@ fn to_engine_command(cmd: &Cmd) -> Option<(EngineCommand, Option<String>)> {
             (EngineCommand::Promote { app: app.clone(), from: from.clone(), to: to.clone() }, None)
         }
         Cmd::Approve { release_id } => (EngineCommand::Approve { release_id: release_id.clone() }, None),
-        Cmd::Status { .. } | Cmd::History { .. } | Cmd::Env { .. } => return None,
+        Cmd::Status { .. } | Cmd::History { .. } | Cmd::Env { .. } | Cmd::Screenshots { .. } => return None,
     })
 }
 

@@ -4,9 +4,11 @@
 //! (at most 60 a second).
 
 pub mod app;
+pub mod fixture;
 pub mod palette;
 pub mod panes;
 pub mod snapshot;
+pub mod svg;
 pub mod view;
 
 #[cfg(test)]

@@ -1,156 +1,19 @@
 //! Every pane rendered at 80×24 and 160×48 against stored snapshots, with colours checked
 //! where they carry meaning, and what keys do.
 
-use std::collections::BTreeMap;
-
-use chrono::{TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::app::{App, Effect, Mode, Pane};
-use super::snapshot::{LogLine, ReleaseDetail, Snapshot, WorkloadView};
+use super::fixture::{self, fixture};
 use super::view;
-use crate::cluster::{Routing, Target, VersionReplicas, WorkloadState};
-use crate::config::Estate;
 use crate::config::keymap::Keymap;
 use crate::config::theme::{Role, Theme};
 use crate::engine::Command;
-use crate::flags::{DEMO_FLAGS, FlagSet};
-use crate::model::*;
-
-fn at(secs: i64) -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap() + chrono::Duration::seconds(secs)
-}
-
-/// The demo estate mid-way through a canary of checkout 1.6.0-bad in prod that just failed
-/// its analysis, and a paused blue-green in staging.
-pub fn fixture() -> Snapshot {
-    let estate = Estate::demo().unwrap();
-    let mut workloads = BTreeMap::new();
-    for (t, s) in estate.targets() {
-        let v = s.initial_version.clone().unwrap();
-        let mut state = WorkloadState { routing: Routing::all_to(&v), ..Default::default() };
-        state.versions.insert(
-            v.clone(),
-            VersionReplicas { desired: s.replicas, updated: s.replicas, ready: s.replicas, available: s.replicas },
-        );
-        state.actual_weights.insert(v.clone(), 100.0);
-        workloads.insert(
-            t,
-            WorkloadView { state, settings: Some(s), release: None, last_verified: Some(v), pending: Vec::new() },
-        );
-    }
-    let settings = estate.settings("prod", "checkout").unwrap().clone();
-    let plan = crate::engine::plan::build(StrategyKind::Canary, &settings, Some("1.4.0"));
-    let release = Release {
-        id: "prod-checkout-1.6.0-bad-20261127120000".into(),
-        app: "checkout".into(),
-        env: "prod".into(),
-        version: "1.6.0-bad".into(),
-        previous_version: Some("1.4.0".into()),
-        strategy: StrategyKind::Canary,
-        kind: ReleaseKind::Deploy,
-        promoted_from: None,
-        status: Status::InProgress,
-        plan,
-        cursor: 1,
-        requested_by: "alice".into(),
-        created_at: at(0),
-        updated_at: at(9),
-        reason: None,
-        interrupted: false,
-        weight: 20,
-    };
-    let prod = workloads.get_mut(&Target::new("prod", "checkout")).unwrap();
-    prod.state.routing = Routing::split("1.4.0", "1.6.0-bad", 20);
-    prod.state.versions.insert("1.6.0-bad".into(), VersionReplicas { desired: 1, updated: 1, ready: 1, available: 1 });
-    prod.state.actual_weights = [("1.4.0".to_string(), 81.2), ("1.6.0-bad".to_string(), 18.8)].into_iter().collect();
-    prod.release = Some(release.clone());
-    let mut paused = release.clone();
-    paused.id = "staging-payments-2.1.0-20261127115500".into();
-    paused.app = "payments".into();
-    paused.env = "staging".into();
-    paused.version = "2.1.0".into();
-    paused.previous_version = Some("2.0.0".into());
-    paused.strategy = StrategyKind::BlueGreen;
-    paused.status = Status::Paused;
-    paused.reason = Some("paused by bob at step 4/7".into());
-    paused.cursor = 3;
-    paused.plan = crate::engine::plan::build(
-        StrategyKind::BlueGreen,
-        estate.settings("staging", "payments").unwrap(),
-        Some("2.0.0"),
-    );
-    workloads.get_mut(&Target::new("staging", "payments")).unwrap().release = Some(paused);
-    let mut planned = release.clone();
-    planned.id = "prod-search-3.2.0-20261127115000".into();
-    planned.app = "search".into();
-    planned.status = Status::Planned;
-    workloads.get_mut(&Target::new("prod", "search")).unwrap().pending = vec![planned];
-
-    let m = |s: i64, verdict: Verdict, ce: f64, detail: &str| Measurement {
-        release_id: release.id.clone(),
-        step: 1,
-        at: at(s),
-        verdict,
-        canary_requests: 48,
-        canary_error_rate: Some(ce),
-        canary_p99_ms: Some(23.0 + s as f64 / 10.0),
-        stable_requests: 190,
-        stable_error_rate: Some(0.0),
-        stable_p99_ms: Some(24.0),
-        detail: detail.into(),
-    };
-    let detail = ReleaseDetail {
-        steps: vec![
-            StepRecord {
-                release_id: release.id.clone(),
-                index: 0,
-                description: "set weight 20%".into(),
-                started_at: at(0),
-                finished_at: Some(at(1)),
-                outcome: Some("done".into()),
-            },
-            StepRecord {
-                release_id: release.id.clone(),
-                index: 1,
-                description: "analysis".into(),
-                started_at: at(1),
-                finished_at: None,
-                outcome: None,
-            },
-        ],
-        measurements: vec![
-            m(4, Verdict::Pass, 0.0, "error_rate 0.000 vs 0.000, p99 23.4 ms vs 24.0 ms"),
-            m(7, Verdict::Inconclusive, 0.0, "not enough canary traffic: 6 requests, 10 needed (about 4 more)"),
-            m(10, Verdict::Fail, 0.081, "error_rate: canary 0.081 > 1.5 × stable 0.000 (4 of 48 requests failed)"),
-        ],
-    };
-    let log = (0..30)
-        .map(|i| LogLine {
-            at: at(i),
-            kind: if i % 3 == 0 { "audit".into() } else { "step".into() },
-            text: format!("event number {i}"),
-        })
-        .collect();
-    Snapshot {
-        envs: estate.env_names().into_iter().map(String::from).collect(),
-        promotes_to: estate.environments.iter().map(|e| (e.name.clone(), e.promotes_to.clone())).collect(),
-        apps: estate.apps.clone(),
-        workloads,
-        detail,
-        flags: FlagSet::parse(DEMO_FLAGS, "demo").unwrap().views(),
-        log,
-        now: at(12),
-    }
-}
 
 fn app() -> App {
-    let mut app = App::new(fixture(), Theme::embedded("dark").unwrap(), Keymap::load("default", None).unwrap(), false);
-    app.sel_app = 0; // checkout
-    app.sel_env = 2; // prod
-    app
+    fixture::app_with(fixture(), Theme::embedded("dark").unwrap(), Keymap::load("default", None).unwrap())
 }
 
 fn render(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
@@ -335,4 +198,20 @@ fn toggling_a_flag_asks_then_sends_the_command() {
     assert!(matches!(a.mode, Mode::Confirm(_)));
     let effects = a.on_key(key('y'));
     assert!(matches!(&effects[..], [Effect::Execute(Command::SetFlag { enabled: false, .. })]), "{effects:?}");
+}
+
+#[test]
+fn a_long_list_scrolls_to_keep_the_selection_on_screen() {
+    let snapshot = fixture::large(300, 2_000, 100, 10);
+    let mut a = fixture::app_with(snapshot, Theme::embedded("dark").unwrap(), Keymap::load("default", None).unwrap());
+    a.sel_app = 150;
+    let screen = text(&render(&a, 160, 48));
+    assert!(screen.contains("svc-0150") && !screen.contains("checkout"), "{screen}");
+    assert!(screen.contains("300 apps × 3 environments, "), "{screen}");
+    a.pane = Pane::Flags;
+    a.sel_flag = 1_000;
+    let term = render(&a, 160, 48);
+    assert_eq!(style_at(&term, "flag-1000").bg, a.theme.style(Role::Selection).bg);
+    a.sel_flag = 1_999;
+    assert!(text(&render(&a, 160, 48)).contains("flag-1999"));
 }

@@ -192,11 +192,18 @@ fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
     let ctx = app.pane.context();
     let mut lines =
         vec![Line::styled(format!("Keys in {} (from the active keymap)", app.pane.title()), t.style(Role::Title))];
-    for b in app.keymap.bindings(ctx) {
-        let keys: Vec<String> = b.keys.iter().map(|k| k.to_string()).collect();
+    let rows: Vec<(String, &str)> = app
+        .keymap
+        .bindings(ctx)
+        .into_iter()
+        .map(|b| (b.keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "), b.desc.as_str()))
+        .collect();
+    // The key column fits the longest key list, so a description never runs into it.
+    let key_width = rows.iter().map(|(k, _)| k.chars().count() + 2).max().unwrap_or(0).max(16);
+    for (keys, desc) in rows {
         lines.push(Line::from(vec![
-            Span::styled(format!("{:<16}", keys.join(", ")), t.style(Role::KeyHint)),
-            Span::styled(b.desc.clone(), t.style(Role::Base)),
+            Span::styled(format!("{keys:<key_width$}"), t.style(Role::KeyHint)),
+            Span::styled(desc.to_string(), t.style(Role::Base)),
         ]));
     }
     lines.push(Line::raw(""));

@@ -6,7 +6,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-use super::{block, status_style};
+use super::{block, scroll_offset, shown, status_style};
 use crate::cluster::Target;
 use crate::config::theme::Role;
 use crate::tui::app::App;
@@ -28,8 +28,11 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let mut header = vec![Cell::from("APP")];
     header.extend(snap.envs.iter().map(|e| Cell::from(e.to_uppercase())));
     header.push(Cell::from("DRIFT"));
+    // Two lines a row, under the border and the header.
+    let visible = (table_area.height.saturating_sub(3) / 2) as usize;
+    let offset = scroll_offset(app.sel_app, apps.len(), visible);
     let mut rows = Vec::new();
-    for (i, a) in apps.iter().enumerate() {
+    for (i, a) in apps.iter().enumerate().skip(offset).take(visible) {
         let mut cells = vec![Cell::from(Span::styled(a.clone(), t.style(Role::Title)))];
         let mut versions = Vec::new();
         for (j, e) in snap.envs.iter().enumerate() {
@@ -45,12 +48,13 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         cells.push(Cell::from(drift(&snap.envs, &versions)).style(t.style(Role::Muted)));
         rows.push(Row::new(cells).height(2));
     }
+    let rows_drawn = rows.len();
     let mut widths = vec![Constraint::Length(12)];
     widths.extend(snap.envs.iter().map(|_| Constraint::Fill(1)));
     widths.push(Constraint::Length(24));
-    let table = Table::new(rows, widths)
-        .header(Row::new(header).style(t.style(Role::Header)))
-        .block(block(t, format!(" Environments — {} apps × {} environments ", apps.len(), snap.envs.len())));
+    let (n, more) = (apps.len(), shown(offset, rows_drawn, apps.len()));
+    let title = format!(" Environments — {n} apps × {} environments{more} ", snap.envs.len());
+    let table = Table::new(rows, widths).header(Row::new(header).style(t.style(Role::Header))).block(block(t, title));
     frame.render_widget(table, table_area);
 
     let notes: Vec<Line> = if pending.is_empty() {

@@ -5,16 +5,21 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, Row, Table};
 
-use super::block;
+use super::{block, scroll_offset, shown};
 use crate::config::theme::Role;
 use crate::tui::app::App;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let flags = app.visible_flags();
+    // One line a row, under the border and the header.
+    let visible = area.height.saturating_sub(3) as usize;
+    let offset = scroll_offset(app.sel_flag, flags.len(), visible);
     let rows: Vec<Row> = flags
         .iter()
         .enumerate()
+        .skip(offset)
+        .take(visible)
         .map(|(i, f)| {
             let state = if f.enabled {
                 Span::styled("ON ", t.style(Role::Ok))
@@ -35,6 +40,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             if i == app.sel_flag { row.style(t.style(Role::Selection)) } else { row }
         })
         .collect();
+    let drawn = rows.len();
     let widths = [
         Constraint::Length(24),
         Constraint::Length(5),
@@ -44,7 +50,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     ];
     let table = Table::new(rows, widths)
         .header(Row::new(vec!["FLAG", "STATE", "ROLLOUT", "VARIANTS", "DESCRIPTION"]).style(t.style(Role::Header)))
-        .block(block(t, format!(" Flags — {} (flagd format) ", flags.len())));
+        .block(block(t, format!(" Flags — {}{} (flagd format) ", flags.len(), shown(offset, drawn, flags.len()))));
     frame.render_widget(table, area);
 }
 

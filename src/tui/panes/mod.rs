@@ -29,3 +29,18 @@ pub fn block<'a>(theme: &Theme, title: String) -> ratatui::widgets::Block<'a> {
         .border_style(theme.style(Role::BorderFocused))
         .style(theme.style(Role::Base))
 }
+
+/// The first of `rows` rows to draw when `visible` fit, so that `selected` is on screen: the
+/// list scrolls once the selection passes the middle of the page and stops at the last page.
+/// Panes build only the rows from there, so a long list costs what a page costs.
+pub fn scroll_offset(selected: usize, rows: usize, visible: usize) -> usize {
+    if visible == 0 || rows <= visible {
+        return 0;
+    }
+    selected.saturating_sub(visible / 2).min(rows - visible)
+}
+
+/// `, 41–60 shown` when only part of `rows` fits, for a pane's title.
+pub fn shown(offset: usize, drawn: usize, rows: usize) -> String {
+    if drawn >= rows { String::new() } else { format!(", {}–{} shown", offset + 1, offset + drawn) }
+}
