@@ -32,13 +32,13 @@ pub(super) async fn open(ctx: &Ctx<'_>) -> i32 {
     if cli.json || !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return report::overview(ctx);
     }
-    let host = match Host::start(ctx.estate.clone(), &ctx.data_dir, cli.readonly, "console").await {
-        Ok(h) => h,
-        Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
-    };
+    let start = Host::start(ctx.estate.clone(), &ctx.data_dir, cli.readonly, "console");
     let opts = crate::tui::Options { theme, keymap, readonly: cli.readonly, actor: ctx.actor.clone() };
-    match crate::tui::run(host, opts).await {
+    match crate::tui::run(start, opts).await {
         Ok(()) => EXIT_OK,
-        Err(e) => fail(cli, super::EXIT_BACKEND, &format!("the console stopped: {e}")),
+        Err(e) => match e.downcast_ref::<crate::host::HostError>() {
+            Some(h) => fail(cli, h.exit_code(), &h.to_string()),
+            None => fail(cli, super::EXIT_BACKEND, &format!("the console stopped: {e}")),
+        },
     }
 }

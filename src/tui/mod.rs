@@ -42,8 +42,23 @@ const LOG_LIMIT: usize = 1000;
 
 /// Open the console on `host` until the user quits; the terminal is restored on the way out,
 /// also after an error or a panic.
-pub async fn run(host: Host, opts: Options) -> color_eyre::Result<()> {
+///
+/// The first frame is drawn before the host starts (bringing the local cluster's pods up takes
+/// as long as their readiness delays), so the console answers at once.
+pub async fn run<F>(start: F, opts: Options) -> color_eyre::Result<()>
+where
+    F: std::future::Future<Output = Result<Host, crate::host::HostError>>,
+{
     let mut terminal = ratatui::try_init()?;
+    let theme = opts.theme.clone();
+    terminal.draw(|f| view::draw_starting(f, &theme))?;
+    let host = match start.await {
+        Ok(h) => h,
+        Err(e) => {
+            ratatui::restore();
+            return Err(e.into());
+        }
+    };
     let result = event_loop(&mut terminal, &host.engine, opts).await;
     ratatui::restore();
     host.stop().await;

@@ -48,6 +48,16 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
 }
 
+/// The frame shown while the local cluster comes up.
+pub fn draw_starting(frame: &mut Frame, theme: &crate::config::theme::Theme) {
+    let area = frame.area();
+    frame.render_widget(Block::new().style(theme.style(Role::Base)), area);
+    let [header, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+    frame.render_widget(Line::from(Span::styled(" shipdeck ", theme.style(Role::Title))), header);
+    let text = "Starting: bringing the cluster's pods up as they were recorded…";
+    frame.render_widget(Paragraph::new(text).style(theme.style(Role::Muted)), body);
+}
+
 fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let mut spans = vec![Span::styled(" shipdeck ", t.style(Role::Title))];
