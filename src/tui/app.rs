@@ -585,7 +585,13 @@ impl App {
             Action::Promote => {
                 let targets = self.snapshot_env_promotions(&env);
                 match targets.as_slice() {
-                    [to] => (Command::Promote { app, from: env, to: to.clone() }, None),
+                    [to] => {
+                        let version = w.last_verified.clone().unwrap_or_else(|| "its verified version".into());
+                        let body = format!(
+                            "Promote {app} {version} from {env} to {to}. If {to} requires approval, the release waits for someone other than you."
+                        );
+                        (Command::Promote { app, from: env, to: to.clone() }, Some(body))
+                    }
                     [] => {
                         self.message = Some((format!("{env} promotes nowhere"), Tone::Info));
                         return Vec::new();

@@ -215,3 +215,16 @@ fn a_long_list_scrolls_to_keep_the_selection_on_screen() {
     a.sel_flag = 1_999;
     assert!(text(&render(&a, 160, 48)).contains("flag-1999"));
 }
+
+#[test]
+fn promote_from_the_environments_pane_asks_first_naming_the_target() {
+    let mut a = app();
+    a.sel_env = 0; // dev, which promotes to staging
+    assert!(a.on_key(key('P')).is_empty());
+    let Mode::Confirm(c) = &a.mode else { panic!("no confirmation") };
+    assert!(c.body.contains("from dev to staging"), "{}", c.body);
+    assert_eq!(
+        a.on_key(key('y')),
+        vec![Effect::Execute(Command::Promote { app: "checkout".into(), from: "dev".into(), to: "staging".into() })]
+    );
+}
