@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{BUSY_MACHINE_PCT, CpuTimes};
 use shipdeck::cluster::local::LocalCluster;
 use shipdeck::cluster::{Cluster, Routing, Target};
 use shipdeck::config::Estate;
@@ -94,8 +95,11 @@ struct Round {
     errors: usize,
     /// Stable answers sent after the settle point: the evidence that it held.
     stable_after_settle: usize,
-    /// Median spacing between consecutive sends (all clients merged) after the abort.
-    median_gap: Duration,
+    /// How far the send before the settle point (or t0, if later) lies before it: the true
+    /// latency is between `latency - bracket` and `latency`.
+    bracket: Duration,
+    /// Time `execute(Abort)` took to return.
+    call: Duration,
 }
 
 /// Sends requests back to back until `stop`, noting when each was sent and who answered.
@@ -220,6 +224,7 @@ async fn one_round(
 
     let t0 = Instant::now();
     let abort = engine.execute("bench", Command::Abort { app: APP.into(), env: ENV.into() }).await;
+    let call = t0.elapsed();
     if let Err(e) = abort {
         stop.store(true, Ordering::Relaxed);
         return Err(format!("abort: {e}"));
@@ -247,10 +252,8 @@ async fn one_round(
         Some(i) => i + 1,
     };
     let latency = samples[settle].sent.saturating_duration_since(t0);
-    let after: Vec<Instant> = samples.iter().map(|s| s.sent).filter(|s| *s >= t0).collect();
-    let mut gaps: Vec<Duration> = after.windows(2).map(|w| w[1] - w[0]).collect();
-    gaps.sort();
-    let median_gap = gaps.get(gaps.len() / 2).copied().unwrap_or_default();
+    let lower = settle.checked_sub(1).map_or(t0, |i| samples[i].sent.max(t0));
+    let bracket = samples[settle].sent.saturating_duration_since(lower);
 
     wait_event(&mut events, "the aborted release to finish", |e| match e {
         Event::Finished { release_id, status } if *release_id == id => Some(if *status == Status::Aborted {
@@ -270,7 +273,8 @@ async fn one_round(
         before: before.len(),
         errors,
         stable_after_settle: samples.len() - settle,
-        median_gap,
+        bracket,
+        call,
     })
 }
 
@@ -311,6 +315,7 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("building the HTTP client: {e}"))?;
 
     let started = Instant::now();
+    let cpu0 = CpuTimes::now()?;
     let mut rounds = Vec::with_capacity(ABORTS);
     for i in 0..ABORTS {
         let round = one_round(&engine, &cluster, &client, &url, &target)
@@ -319,6 +324,8 @@ async fn run() -> Result<(), String> {
         rounds.push(round);
     }
     let elapsed = started.elapsed();
+    let cpu1 = CpuTimes::now()?;
+    let others = cpu1.others_pct(&cpu0, elapsed.as_secs_f64()) + cpu1.steal_pct(&cpu0, elapsed.as_secs_f64());
     engine.shutdown().await;
     cluster.shutdown();
 
@@ -331,8 +338,13 @@ async fn run() -> Result<(), String> {
     let canary_before: usize = rounds.iter().map(|r| r.canary_before).sum();
     let errors: usize = rounds.iter().map(|r| r.errors).sum();
     let fewest_after = rounds.iter().map(|r| r.stable_after_settle).min().unwrap_or(0);
-    let mut gaps: Vec<f64> = rounds.iter().map(|r| r.median_gap.as_secs_f64() * 1000.0).collect();
-    gaps.sort_by(f64::total_cmp);
+    let sorted_ms = |f: fn(&Round) -> Duration| {
+        let mut v: Vec<f64> = rounds.iter().map(|r| f(r).as_secs_f64() * 1000.0).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let brackets = sorted_ms(|r| r.bracket);
+    let calls = sorted_ms(|r| r.call);
 
     println!("## Abort latency: abort command to 100% of routed requests on stable (local cluster)\n");
     println!("{}", common::machine_table());
@@ -358,15 +370,25 @@ async fn run() -> Result<(), String> {
     );
     println!();
     println!(
-        "| client requests | answered by the canary before the abort | errors | median spacing of sends (ms) | fewest stable answers after settling, per round | wall time (s) |"
+        "| client requests | answered by the canary before the abort | errors | resolution: gap before the settle point, p50 / max (ms) | `execute(Abort)` returned, p50 / max (ms) | fewest stable answers after settling, per round | wall time (s) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {samples} | {canary_before} of {before} ({:.0}%) | {errors} | {:.2} | {fewest_after} | {:.1} |",
+        "| {samples} | {canary_before} of {before} ({:.0}%) | {errors} | {:.2} / {:.2} | {:.2} / {:.2} | {fewest_after} | {:.1} |",
         100.0 * canary_before as f64 / before.max(1) as f64,
-        percentile(&gaps, 50.0),
+        percentile(&brackets, 50.0),
+        brackets.last().copied().unwrap_or(f64::NAN),
+        percentile(&calls, 50.0),
+        calls.last().copied().unwrap_or(f64::NAN),
         elapsed.as_secs_f64()
     );
+    println!(
+        "\nThis process used {:.0}% of one core during the run; other processes and steal {others:.0}%.",
+        cpu1.process_pct(&cpu0, elapsed.as_secs_f64())
+    );
+    if others > BUSY_MACHINE_PCT {
+        println!("\n**Warning: the machine was busy with other work during the run; latencies may be inflated.**");
+    }
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! What every bench prints about the machine it ran on.
+//! What the benches share: the machine they ran on, and CPU accounting.
 
 /// A Markdown table with `nproc`, the CPU model from `/proc/cpuinfo` and the date.
 pub fn machine_table() -> String {
@@ -22,3 +22,72 @@ pub fn machine_table() -> String {
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     format!("| nproc | CPU | date |\n|---|---|---|\n| {nproc} | {cpu} | {date} |\n")
 }
+
+/// CPU time used so far, in seconds: by this process (utime + stime of `/proc/self/stat`) and
+/// by the whole machine (busy and steal time of `/proc/stat`).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTimes {
+    pub process: f64,
+    pub machine_busy: f64,
+    pub machine_steal: f64,
+}
+
+impl CpuTimes {
+    pub fn now() -> Result<Self, String> {
+        let hz = clock_ticks()?;
+        let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("reading /proc/self/stat: {e}"))?;
+        // The command name may hold spaces and parentheses: count fields after the last ')'.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("/proc/self/stat has no ')'")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // Fields 14 (utime) and 15 (stime) of proc(5); `rest` starts at field 3 (state).
+        let field = |i: usize| -> Result<f64, String> {
+            fields.get(i).and_then(|f| f.parse::<f64>().ok()).ok_or_else(|| format!("/proc/self/stat field {}", i + 3))
+        };
+        let process = (field(11)? + field(12)?) / hz;
+
+        let stat = std::fs::read_to_string("/proc/stat").map_err(|e| format!("reading /proc/stat: {e}"))?;
+        let cpu: Vec<f64> = stat
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("cpu "))
+            .ok_or("/proc/stat has no cpu line")?
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is already in user).
+        if cpu.len() < 8 {
+            return Err("/proc/stat's cpu line is short".into());
+        }
+        let busy = cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6];
+        Ok(Self { process, machine_busy: busy / hz, machine_steal: cpu[7] / hz })
+    }
+
+    /// This process's CPU since `earlier`, in % of one core over `secs`.
+    pub fn process_pct(&self, earlier: &CpuTimes, secs: f64) -> f64 {
+        100.0 * (self.process - earlier.process) / secs
+    }
+
+    /// Everything else the machine ran since `earlier`, in % of one core over `secs`: on a
+    /// small machine a busy neighbour slows this process down and inflates its figures.
+    pub fn others_pct(&self, earlier: &CpuTimes, secs: f64) -> f64 {
+        let others = (self.machine_busy - earlier.machine_busy) - (self.process - earlier.process);
+        (100.0 * others / secs).max(0.0)
+    }
+
+    pub fn steal_pct(&self, earlier: &CpuTimes, secs: f64) -> f64 {
+        100.0 * (self.machine_steal - earlier.machine_steal) / secs
+    }
+}
+
+fn clock_ticks() -> Result<f64, String> {
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return Err("sysconf(_SC_CLK_TCK) failed".into());
+    }
+    Ok(hz as f64)
+}
+
+/// Above this much CPU used by other processes (% of one core), a bench says its figures are
+/// not to be trusted.
+pub const BUSY_MACHINE_PCT: f64 = 20.0;
