@@ -53,8 +53,12 @@ pub fn draw_starting(frame: &mut Frame, theme: &crate::config::theme::Theme) {
     let area = frame.area();
     frame.render_widget(Block::new().style(theme.style(Role::Base)), area);
     let [header, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
-    frame.render_widget(Line::from(Span::styled(" shipdeck ", theme.style(Role::Title))), header);
-    let text = "Starting: bringing the cluster's pods up as they were recorded…";
+    let title = Line::from(vec![
+        Span::styled(" shipdeck ", theme.style(Role::Title)),
+        Span::styled(" starting", theme.style(Role::Muted)),
+    ]);
+    frame.render_widget(title, header);
+    let text = "Bringing the cluster's pods up as they were recorded…";
     frame.render_widget(Paragraph::new(text).style(theme.style(Role::Muted)), body);
 }
 
