@@ -1,5 +1,6 @@
 //! Metric providers and the canary judge.
 
+pub mod judges;
 pub mod standard;
 
 use async_trait::async_trait;
