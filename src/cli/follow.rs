@@ -102,7 +102,11 @@ pub(super) async fn execute_and_follow(ctx: &Ctx<'_>, host: &Host, command: Comm
     summary(json, &last, host);
     match last.status {
         Status::Verified | Status::Paused | Status::Planned | Status::InProgress | Status::Deployed => EXIT_OK,
-        Status::Aborted | Status::RolledBack if asked_to_stop => EXIT_OK,
+        // Stopping a release is what abort/rollback asked for; a rollback *release* that
+        // itself failed is a failure.
+        Status::Aborted | Status::RolledBack if asked_to_stop && last.kind != crate::model::ReleaseKind::Rollback => {
+            EXIT_OK
+        }
         Status::Aborted | Status::RolledBack | Status::Failed => EXIT_RELEASE_FAILED,
     }
 }

@@ -20,7 +20,7 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::Approve { release_id } => approve(inner, actor, &release_id),
         Command::Pause { app, env } => pause(inner, actor, &env, &app),
         Command::Resume { app, env, full } => resume(inner, actor, &env, &app, full),
-        Command::Abort { app, env } => abort(inner, actor, &env, &app, false),
+        Command::Abort { app, env } => abort(inner, actor, &env, &app, false).await,
         Command::Retry { app, env } => retry(inner, actor, &env, &app),
         Command::Rollback { app, env, to } => rollback(inner, actor, &env, &app, to).await,
         Command::Restart { app, env, version } => restart(inner, actor, &env, &app, version).await,
@@ -333,14 +333,19 @@ fn resume(
     Ok(Outcome { message: format!("resuming release {}", r.id), release: Some(r), running: true })
 }
 
-fn abort(
+async fn abort(
     inner: &std::sync::Arc<Inner>,
     actor: &str,
     env: &str,
     app: &str,
     rollback: bool,
 ) -> Result<Outcome, EngineError> {
-    let mut r = active(inner, env, app)?;
+    let mut r = match active(inner, env, app) {
+        Ok(r) => r,
+        // A release that failed without rolling back (rollback_on_failure = false) can still
+        // leave traffic on its version: abort and rollback take it back.
+        Err(refused) => failed_with_traffic(inner, env, app).await?.ok_or(refused)?,
+    };
     let target = Target::new(env, app);
     let verb = if rollback { "rollback" } else { "abort" };
     inner.audit(actor, verb, &target.to_string(), &r.id);
@@ -361,6 +366,16 @@ fn abort(
     Ok(Outcome { message: format!("{verb} of release {} under way", r.id), release: Some(r), running: true })
 }
 
+/// The latest release of the app in env when it failed and its version still takes traffic.
+async fn failed_with_traffic(inner: &Inner, env: &str, app: &str) -> Result<Option<Release>, EngineError> {
+    let filter = ReleaseFilter { env: Some(env.into()), app: Some(app.into()), limit: Some(1) };
+    let Some(r) = inner.store.releases(&filter)?.into_iter().next().filter(|r| r.status == Status::Failed) else {
+        return Ok(None);
+    };
+    let routing = inner.cluster.state(&Target::new(env, app)).await?.routing;
+    Ok(routing.weights.get(&r.version).is_some_and(|w| *w > 0).then_some(r))
+}
+
 fn retry(inner: &std::sync::Arc<Inner>, actor: &str, env: &str, app: &str) -> Result<Outcome, EngineError> {
     lookup(inner, env, app)?;
     if let Some(r) = inner.store.active_release(env, app)? {
@@ -377,6 +392,21 @@ fn retry(inner: &std::sync::Arc<Inner>, actor: &str, env: &str, app: &str) -> Re
     };
     let target = Target::new(env, app);
     inner.cancel_removal(&target, &r.version);
+    let gated = inner.estate.env(env).is_some_and(|e| e.approval_required) && r.kind != ReleaseKind::Rollback;
+    if gated && inner.store.approvals(&r.id)?.is_empty() {
+        // Aborted before anyone approved it: a retry waits for the approval it never had.
+        let cause = format!("retried by {actor}; waits for approval");
+        r.status = Status::Planned;
+        r.cursor = 0;
+        r.weight = 0;
+        r.reason = Some(approval_hint(inner, &r));
+        r.updated_at = Utc::now();
+        inner.store.transition(&r, Status::Aborted, &cause)?;
+        inner.audit(actor, "retry", &target.to_string(), &r.id);
+        inner.emit(Event::Release { release: Box::new(r.clone()), cause });
+        let message = r.reason.clone().unwrap_or_default();
+        return Ok(Outcome { message, release: Some(r), running: false });
+    }
     let cause = format!("retried by {actor}");
     r.status = Status::InProgress;
     r.cursor = 0;
@@ -398,30 +428,45 @@ async fn rollback(
     to: Option<String>,
 ) -> Result<Outcome, EngineError> {
     let settings = lookup(inner, env, app)?.clone();
-    if inner.store.active_release(env, app)?.is_some() {
+    if inner.store.active_release(env, app)?.is_some() || failed_with_traffic(inner, env, app).await?.is_some() {
         if let Some(v) = to {
             return Err(EngineError::BadInput(format!(
                 "a release of {app} in {env} is in progress: rollback returns to its stable version; --to {v} is for finished releases"
             )));
         }
-        return abort(inner, actor, env, app, true);
+        return abort(inner, actor, env, app, true).await;
     }
     let target = Target::new(env, app);
     let current = inner.current_version(&target).await?;
+    let filter = ReleaseFilter { env: Some(env.into()), app: Some(app.into()), limit: None };
+    let history = inner.store.releases(&filter)?;
+    // A version that reached `verified` here once (it may have been rolled back since), or the
+    // one the environment started with.
+    let was_verified = |r: &Release| {
+        r.status == Status::Verified
+            || inner.store.transitions(&r.id).is_ok_and(|ts| ts.iter().any(|t| t.to == Status::Verified))
+    };
+    let known_good = |v: &str| {
+        history.iter().any(|r| r.version == v && was_verified(r)) || settings.initial_version.as_deref() == Some(v)
+    };
     let version = match to {
         Some(v) => {
             check_version(&settings, &v)?;
+            if current.as_deref() == Some(v.as_str()) {
+                return Err(EngineError::Refused(format!("{app} {v} already runs in {env}; nothing to roll back to")));
+            }
+            if !known_good(&v) {
+                return Err(EngineError::Refused(format!(
+                    "{app} {v} was never verified in {env}; a rollback only returns to a version that ran there. \
+                     Deploy it instead (`shipdeck deploy {app} {v} --env {env}`), which goes through the checks and approvals"
+                )));
+            }
             v
         }
         None => {
-            let filter = ReleaseFilter { env: Some(env.into()), app: Some(app.into()), limit: None };
-            let earlier = inner
-                .store
-                .releases(&filter)?
-                .into_iter()
-                .find(|r| r.status == Status::Verified && Some(&r.version) != current.as_ref());
+            let earlier = history.iter().find(|r| r.status == Status::Verified && Some(&r.version) != current.as_ref());
             match earlier {
-                Some(r) => r.version,
+                Some(r) => r.version.clone(),
                 None => {
                     return Err(EngineError::Refused(format!(
                         "no earlier verified version of {app} in {env} to roll back to; name one with --to VERSION"
@@ -430,9 +475,11 @@ async fn rollback(
             }
         }
     };
-    // The release being rolled back is marked so history says what happened to it.
-    let filter = ReleaseFilter { env: Some(env.into()), app: Some(app.into()), limit: Some(1) };
-    if let Some(mut last) = inner.store.releases(&filter)?.into_iter().next().filter(|r| r.status == Status::Verified)
+    let outcome =
+        create(inner, actor, &settings, env, &version, StrategyKind::Rolling, ReleaseKind::Rollback, None).await?;
+    // The release being rolled back is marked, once the rollback exists, so history says what
+    // happened to it.
+    if let Some(mut last) = history.into_iter().find(|r| r.status == Status::Verified)
         && Some(&last.version) == current.as_ref()
     {
         let cause = format!("rolled back to {version} by {actor}");
@@ -442,7 +489,7 @@ async fn rollback(
         inner.store.transition(&last, Status::Verified, &cause)?;
         inner.emit(Event::Release { release: Box::new(last), cause });
     }
-    create(inner, actor, &settings, env, &version, StrategyKind::Rolling, ReleaseKind::Rollback, None).await
+    Ok(outcome)
 }
 
 async fn restart(

@@ -387,6 +387,8 @@ impl Inner {
     /// Start a task driving `release`, replacing any finished one for the same target.
     pub fn spawn(self: &Arc<Self>, release: Release, first_action: Option<Action>) {
         let target = Target::new(&release.env, &release.app);
+        // A removal still pending from an earlier abort must not take this release's pods.
+        self.cancel_removal(&target, &release.version);
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(a) = first_action {
             let _ = tx.send(a);
@@ -415,6 +417,12 @@ impl Inner {
         let (t, v) = (target.clone(), version.clone());
         let task = tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            // The version may be in use again by a release that started meanwhile.
+            if let Ok(Some(active)) = inner.store.active_release(&t.env, &t.app)
+                && active.version == v
+            {
+                return;
+            }
             if let Err(e) = inner.cluster.scale(&t, &v, 0).await {
                 tracing::warn!("removing {v} from {t}: {e}");
             }

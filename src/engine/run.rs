@@ -52,6 +52,14 @@ impl Run {
             self.release.interrupted = false;
             self.inner.store.save_release(&self.release)?;
         }
+        if self.release.status == Status::Failed {
+            // Only an abort or rollback of a failed release that left traffic behind gets here.
+            return match self.actions.try_recv() {
+                Ok(Action::Abort { actor }) => self.abort(&settings, &actor, false).await,
+                Ok(Action::Rollback { actor }) => self.abort(&settings, &actor, true).await,
+                _ => Ok(()),
+            };
+        }
         loop {
             match self.release.status {
                 Status::Planned => self.set_status(Status::InProgress, "started")?,
@@ -209,10 +217,10 @@ impl Run {
         match self.release.previous_version.clone().filter(|_| settings.rollback_on_failure) {
             Some(prev) => {
                 let cause = format!("{why}; rolled back to {prev}");
-                self.set_status(Status::RolledBack, &cause)?;
+                self.record_intent(&format!("rolling back to {prev}: {why}"))?;
                 self.restore(settings, &prev).await;
                 self.remove_new(Duration::ZERO).await;
-                Ok(())
+                self.set_status(Status::RolledBack, &cause)
             }
             None => self.set_status(Status::Failed, why),
         }
@@ -234,7 +242,7 @@ impl Run {
             ),
             None => format!("{verb} by {actor}; nothing ran before, so the new version is removed"),
         };
-        self.set_status(to, &cause)?;
+        self.record_intent(&format!("{}: {cause}", if rollback { "rolling back" } else { "aborting" }))?;
         self.record_step_end(&cause);
         match self.release.previous_version.clone() {
             Some(prev) => {
@@ -246,6 +254,17 @@ impl Run {
                 self.remove_new(Duration::ZERO).await;
             }
         }
+        // The final status is stored once traffic is back: a process that dies on the way
+        // leaves the release active (and interrupted), so `abort` can finish the job.
+        self.set_status(to, &cause)
+    }
+
+    /// Store what is about to happen before doing it; the status changes once it is done.
+    fn record_intent(&mut self, what: &str) -> Result<(), EngineError> {
+        self.release.reason = Some(what.to_string());
+        self.release.updated_at = Utc::now();
+        self.inner.store.save_release(&self.release)?;
+        self.inner.emit(Event::Release { release: Box::new(self.release.clone()), cause: what.to_string() });
         Ok(())
     }
 

@@ -197,6 +197,10 @@ pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progr
             "{new} is up behind the preview entry and verified; resume to switch traffic to it"
         )),
         Step::Switch => {
+            // After a resume --full the new colour may still be coming up: never switch to
+            // pods that are not ready.
+            try_step!(cluster.scale(target, new, n).await);
+            try_step!(wait_ready(ctx, new, n).await);
             try_step!(cluster.set_routing(target, &Routing::all_to(new)).await);
             ctx.inner.persist(target).await;
             StepResult::Done(format!("active entry on {new}"))

@@ -65,6 +65,20 @@ version = "1.5.0-slow"
 p50_ms = 80
 p99_ms = 200
 ready_after = "2s"
+
+[[apps]]
+name = "api"
+replicas = 2
+rps = 100
+strategy = "canary"
+rollback_on_failure = false
+[apps.canary]
+steps = [{ set_weight = 20 }, { analysis = { interval = "10s", count = 2 } }]
+[[apps.versions]]
+version = "1.0.0"
+[[apps.versions]]
+version = "1.1.0-errors"
+error_rate = 0.08
 "#;
 
 struct World {
@@ -559,4 +573,83 @@ async fn abort_at_every_step_of_every_strategy_restores_stable() {
             assert_eq!(w.replicas("1.1.0").await, 0, "{strategy} step {at}");
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn deploying_a_version_again_right_after_aborting_it_keeps_its_pods() {
+    let w = world();
+    let mut rx = w.engine.subscribe();
+    let id = w.engine.execute("alice", deploy("1.1.0", StrategyKind::Canary)).await.unwrap().release.unwrap().id;
+    w.until_step(&mut rx, 1).await;
+    w.engine.execute("bob", Command::Abort { app: "web".into(), env: "dev".into() }).await.unwrap();
+    assert_eq!(w.until_finished(&mut rx, &id).await.status, Status::Aborted);
+    // Within the abort delay, the same version again, as a new release.
+    let r = w.run(deploy("1.1.0", StrategyKind::Recreate)).await;
+    assert_eq!(r.status, Status::Verified, "{:?}", r.reason);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(w.replicas("1.1.0").await, 4, "the old abort's removal must not take the new release's pods");
+    assert_eq!(w.routing(), Routing::all_to("1.1.0"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn blue_green_resume_full_before_the_new_colour_is_ready_waits_for_it() {
+    let w = world();
+    let mut rx = w.engine.subscribe();
+    let id = w.engine.execute("alice", deploy("1.1.0", StrategyKind::BlueGreen)).await.unwrap().release.unwrap().id;
+    w.until_step(&mut rx, 0).await;
+    w.engine.execute("bob", Command::Resume { app: "web".into(), env: "dev".into(), full: true }).await.unwrap();
+    loop {
+        match rx.recv().await.unwrap() {
+            Event::Finished { release_id, .. } if release_id == id => break,
+            Event::Step { .. } | Event::Release { .. } => {
+                let state = w.cluster.state(&dev()).await.unwrap();
+                if state.routing.weights.get("1.1.0") == Some(&100) {
+                    assert_eq!(state.replicas("1.1.0").ready, 4, "traffic switched to pods that were not ready");
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(w.store.release(&id).unwrap().unwrap().status, Status::Verified);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_release_that_left_traffic_behind_can_still_be_rolled_back() {
+    let w = world();
+    let api = Target::new("dev", "api");
+    let cmd = Command::Deploy { app: "api".into(), env: "dev".into(), version: "1.1.0-errors".into(), strategy: None };
+    let r = w.run(cmd).await;
+    assert_eq!(r.status, Status::Failed, "rollback_on_failure = false stops where it is");
+    assert_eq!(w.cluster.routing(&api).weights.get("1.1.0-errors"), Some(&20));
+    let mut rx = w.engine.subscribe();
+    w.engine.execute("bob", Command::Rollback { app: "api".into(), env: "dev".into(), to: None }).await.unwrap();
+    let back = w.until_finished(&mut rx, &r.id).await;
+    assert_eq!(back.status, Status::RolledBack);
+    assert_eq!(w.cluster.routing(&api), Routing::all_to("1.0.0"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retrying_a_release_aborted_before_its_approval_waits_for_one() {
+    let w = world();
+    let cmd = Command::Deploy { app: "web".into(), env: "prod".into(), version: "1.1.0".into(), strategy: None };
+    let r = w.engine.execute("alice", cmd).await.unwrap().release.unwrap();
+    assert_eq!(r.status, Status::Planned);
+    w.engine.execute("alice", Command::Abort { app: "web".into(), env: "prod".into() }).await.unwrap();
+    let out = w.engine.execute("alice", Command::Retry { app: "web".into(), env: "prod".into() }).await.unwrap();
+    assert!(!out.running);
+    assert_eq!(w.store.release(&r.id).unwrap().unwrap().status, Status::Planned);
+    assert!(out.message.contains("waiting for approval"), "{}", out.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_to_a_version_never_verified_there_is_refused() {
+    let w = world();
+    let err = w
+        .engine
+        .execute("mallory", Command::Rollback { app: "web".into(), env: "prod".into(), to: Some("1.1.0".into()) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("never verified in prod"), "{err}");
+    assert!(w.store.releases(&Default::default()).unwrap().is_empty());
 }
