@@ -11,6 +11,7 @@ use crate::cluster::Target;
 use crate::config::keymap::{Action, Context, Keymap};
 use crate::config::theme::Theme;
 use crate::engine::{Command, Event};
+use crate::model::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -78,7 +79,8 @@ impl Pane {
 pub struct Confirm {
     pub title: String,
     pub body: String,
-    pub command: Command,
+    /// What a yes does.
+    pub effect: Effect,
 }
 
 #[derive(Debug, Clone)]
@@ -113,7 +115,9 @@ pub struct App {
     pub sel_flag: usize,
     /// Lines scrolled up from the newest event.
     pub events_scroll: usize,
+    /// The `/` filter, and the pane it filters (each list keeps its own meaning of a row).
     pub filter: String,
+    pub filter_pane: Pane,
     pub history: Vec<String>,
     pub message: Option<(String, Tone)>,
     pub readonly: bool,
@@ -136,6 +140,7 @@ impl App {
             sel_flag: 0,
             events_scroll: 0,
             filter: String::new(),
+            filter_pane: Pane::Environments,
             history: Vec::new(),
             message: None,
             readonly,
@@ -159,28 +164,24 @@ impl App {
         self.selected_target().and_then(|t| self.snapshot.workloads.get(&t))
     }
 
-    /// Apps that pass the filter (on the environments pane).
+    /// The filter of `pane`, empty when the filter belongs to another pane.
+    pub fn filter_on(&self, pane: Pane) -> &str {
+        if self.filter_pane == pane { &self.filter } else { "" }
+    }
+
+    /// Apps that pass the environments pane's filter. The selection indexes this list on every
+    /// pane, so the rollout pane acts on the app that was selected.
     pub fn visible_apps(&self) -> Vec<String> {
-        let f = self.filter.to_lowercase();
-        self.snapshot
-            .apps
-            .iter()
-            .filter(|a| f.is_empty() || self.pane != Pane::Environments || a.to_lowercase().contains(&f))
-            .cloned()
-            .collect()
+        let f = self.filter_on(Pane::Environments).to_lowercase();
+        self.snapshot.apps.iter().filter(|a| f.is_empty() || a.to_lowercase().contains(&f)).cloned().collect()
     }
 
     pub fn visible_flags(&self) -> Vec<&crate::flags::FlagView> {
-        let f = self.filter.to_lowercase();
+        let f = self.filter_on(Pane::Flags).to_lowercase();
         self.snapshot
             .flags
             .iter()
-            .filter(|x| {
-                f.is_empty()
-                    || self.pane != Pane::Flags
-                    || x.key.to_lowercase().contains(&f)
-                    || x.description.to_lowercase().contains(&f)
-            })
+            .filter(|x| f.is_empty() || x.key.to_lowercase().contains(&f) || x.description.to_lowercase().contains(&f))
             .collect()
     }
 
@@ -188,7 +189,7 @@ impl App {
     /// skipping the newest `skip`, oldest first; and how many lines pass in all. Both lists are
     /// in time order, so they merge from the back without sorting 50,000 lines a frame.
     pub fn log_tail(&self, n: usize, skip: usize) -> (Vec<&LogLine>, usize) {
-        let f = self.filter.to_lowercase();
+        let f = self.filter_on(Pane::Events).to_lowercase();
         // This runs over every line while a filter is set (50,000 of them, each frame): a line
         // without capitals is searched as it is, others are folded into one reused buffer.
         let mut folded = String::new();
@@ -294,7 +295,7 @@ impl App {
             Mode::Confirm(c) => match self.keymap.action(Context::Dialog, &key) {
                 Some(Action::Select) => {
                     self.message = Some((format!("{}…", c.title), Tone::Info));
-                    return vec![Effect::Execute(c.command)];
+                    return vec![c.effect];
                 }
                 Some(Action::Back) => self.message = Some(("cancelled; nothing changed".into(), Tone::Info)),
                 _ => self.mode = Mode::Confirm(c),
@@ -412,7 +413,7 @@ impl App {
         match confirm {
             Some(body) => {
                 let title = format!("{} — are you sure?", command.name());
-                self.mode = Mode::Confirm(Confirm { title, body, command });
+                self.mode = Mode::Confirm(Confirm { title, body, effect: Effect::Execute(command) });
                 Vec::new()
             }
             None => vec![Effect::Execute(command)],
@@ -428,12 +429,17 @@ impl App {
         let selected = self.selected_target();
         let app_env = selected.as_ref().map(|t| (t.app.clone(), t.env.clone()));
         match action {
-            Action::Quit => return vec![Effect::Quit],
+            Action::Quit => return self.quit(),
             Action::Help => self.mode = Mode::Help,
             Action::Palette => {
                 self.mode = Mode::Palette { input: Input::default(), history_pos: None, candidates: Vec::new() }
             }
-            Action::Filter => self.mode = Mode::Filter { input: Input::new(self.filter.clone()) },
+            Action::Filter => {
+                let keep = self.filter_on(self.pane).to_string();
+                self.filter_pane = self.pane;
+                self.filter = keep.clone();
+                self.mode = Mode::Filter { input: Input::new(keep) };
+            }
             Action::NextPane => self.pane = Pane::ALL[(self.pane.index() + 1) % Pane::ALL.len()],
             Action::PrevPane => self.pane = Pane::ALL[(self.pane.index() + Pane::ALL.len() - 1) % Pane::ALL.len()],
             Action::PaneEnvironments => self.pane = Pane::Environments,
@@ -453,7 +459,7 @@ impl App {
                 }
             }
             Action::Back => {
-                if !self.filter.is_empty() {
+                if !self.filter_on(self.pane).is_empty() {
                     self.filter.clear();
                 } else {
                     self.message = None;
@@ -478,6 +484,30 @@ impl App {
                 return self.release_action(action, app, env);
             }
         }
+        Vec::new()
+    }
+
+    /// Quit at once, unless releases are moving: leaving stops driving them (they show as
+    /// interrupted and keep their traffic as it is), so that asks first.
+    fn quit(&mut self) -> Vec<Effect> {
+        let moving: Vec<String> = self
+            .snapshot
+            .workloads
+            .iter()
+            .filter(|(_, w)| {
+                w.release.as_ref().is_some_and(|r| matches!(r.status, Status::InProgress | Status::Deployed))
+            })
+            .map(|(t, _)| t.to_string())
+            .collect();
+        if moving.is_empty() || self.readonly {
+            return vec![Effect::Quit];
+        }
+        let body = format!(
+            "{} in progress ({}). Quitting stops driving them: they stay as they are, with their traffic, and show as interrupted until someone resumes or aborts them.",
+            if moving.len() == 1 { "A release is".to_string() } else { format!("{} releases are", moving.len()) },
+            moving.join(", ")
+        );
+        self.mode = Mode::Confirm(Confirm { title: "quit — are you sure?".into(), body, effect: Effect::Quit });
         Vec::new()
     }
 

@@ -228,3 +228,27 @@ fn promote_from_the_environments_pane_asks_first_naming_the_target() {
         vec![Effect::Execute(Command::Promote { app: "checkout".into(), from: "dev".into(), to: "staging".into() })]
     );
 }
+
+#[test]
+fn the_filter_of_the_environments_pane_keeps_the_selection_on_other_panes() {
+    let mut a = app();
+    a.on_key(key('/'));
+    for c in "search".chars() {
+        a.on_key(key(c));
+    }
+    a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    let before = a.selected_target().unwrap();
+    assert_eq!(before.app, "search");
+    a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)); // open the rollout pane
+    assert_eq!(a.pane, Pane::Rollout);
+    assert_eq!(a.selected_target().unwrap(), before);
+}
+
+#[test]
+fn quitting_while_a_release_moves_asks_first() {
+    let mut a = app();
+    assert!(a.on_key(key('q')).is_empty());
+    let Mode::Confirm(c) = &a.mode else { panic!("no confirmation") };
+    assert!(c.body.contains("prod/checkout"), "{}", c.body);
+    assert_eq!(a.on_key(key('y')), vec![Effect::Quit]);
+}

@@ -109,7 +109,7 @@ fn draw_message(frame: &mut Frame, app: &App, area: Rect) {
                 Some((m, Tone::Error)) => (m.clone(), t.style(Role::Error)),
                 Some((m, Tone::Ok)) => (m.clone(), t.style(Role::Ok)),
                 Some((m, Tone::Info)) => (m.clone(), t.style(Role::Info)),
-                None if !app.filter.is_empty() => {
+                None if !app.filter_on(app.pane).is_empty() => {
                     (format!("filter: {}  (esc clears)", app.filter), t.style(Role::Muted))
                 }
                 None => (String::new(), Style::default()),

@@ -38,7 +38,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             ])
         })
         .collect();
-    let title = if app.filter.is_empty() {
+    let title = if app.filter_on(crate::tui::app::Pane::Events).is_empty() {
         format!(" Events — {total} ")
     } else {
         format!(" Events — {total} matching `{}` ", app.filter)
