@@ -252,3 +252,38 @@ fn quitting_while_a_release_moves_asks_first() {
     assert!(c.body.contains("prod/checkout"), "{}", c.body);
     assert_eq!(a.on_key(key('y')), vec![Effect::Quit]);
 }
+
+#[test]
+fn no_pane_or_overlay_panics_at_any_size() {
+    for pane in Pane::ALL {
+        for (w, h) in [(0, 0), (1, 1), (10, 3), (79, 23), (80, 24), (81, 25), (100, 30), (300, 100)] {
+            for mode in 0..3 {
+                let mut a = app();
+                a.pane = pane;
+                match mode {
+                    1 => a.mode = Mode::Help,
+                    2 => {
+                        a.on_key(key(':'));
+                        for c in "deploy checkout ".chars() {
+                            a.on_key(key(c));
+                        }
+                    }
+                    _ => {}
+                }
+                render(&a, w, h);
+            }
+        }
+    }
+}
+
+#[test]
+fn an_empty_estate_snapshot_renders_every_pane() {
+    let mut a = app();
+    a.set_snapshot(crate::tui::snapshot::Snapshot::default());
+    for pane in Pane::ALL {
+        a.pane = pane;
+        render(&a, 80, 24);
+        assert!(a.on_key(key('a')).is_empty());
+        assert!(a.on_key(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::NONE)).is_empty());
+    }
+}
