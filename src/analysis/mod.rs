@@ -1,6 +1,7 @@
 //! Metric providers and the canary judge.
 
 pub mod judges;
+pub mod prometheus;
 pub mod standard;
 
 use async_trait::async_trait;
