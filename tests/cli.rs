@@ -177,6 +177,7 @@ fn a_second_process_on_the_same_data_dir_is_refused_and_a_killed_release_resumes
     let w = s.workload("dev", "checkout");
     assert_eq!(w["release"]["status"], "in_progress");
     assert_eq!(w["interrupted"], true);
+    assert!(w["measurements"].is_array(), "status --json carries the release's measurements: {w}");
     assert_eq!(w["routing"]["weights"]["1.5.0"], 20, "the canary weight was recorded");
 
     let (code, out, err) = s.sh(&["resume", "checkout", "--env", "dev"]);

@@ -110,8 +110,11 @@ pub(super) fn status(ctx: &Ctx<'_>, env: Option<&str>, app: Option<&str>) -> i32
         let workloads: Vec<_> = rows
             .iter()
             .map(|(t, s, spec, rec, r)| {
+                // Every measurement of the release in flight, with its verdict and message.
+                let measurements =
+                    r.as_ref().map(|r| store.measurements(&r.id).unwrap_or_default()).unwrap_or_default();
                 json!({"env": t.env, "app": t.app, "declared_replicas": s.replicas, "replicas": spec.replicas,
-                       "routing": spec.routing, "recorded": rec, "release": r,
+                       "routing": spec.routing, "recorded": rec, "release": r, "measurements": measurements,
                        "interrupted": r.as_ref().is_some_and(|r| interrupted(r, driven))})
             })
             .collect();
