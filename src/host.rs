@@ -96,6 +96,7 @@ pub struct Host {
     pub data_dir: PathBuf,
     /// Releases that were in progress when the previous process stopped.
     pub interrupted: Vec<Release>,
+    control: Option<tokio::task::JoinHandle<()>>,
     _lock: DataDirLock,
 }
 
@@ -120,7 +121,15 @@ impl Host {
             Ok(f) => engine.attach_flags(Arc::new(f)),
             Err(e) => tracing::warn!("flags unavailable: {e}"),
         }
-        let host = Host { engine, cluster, store, data_dir: data_dir.to_path_buf(), interrupted, _lock: lock };
+        // Other shipdeck processes on this data dir send their commands here.
+        let control = match crate::control::serve(data_dir, engine.clone()) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::warn!("control socket unavailable: {e}");
+                None
+            }
+        };
+        let host = Host { engine, cluster, store, data_dir: data_dir.to_path_buf(), interrupted, control, _lock: lock };
         host.wait_until_serving(Duration::from_secs(10)).await;
         for (t, s) in estate.targets() {
             host.cluster.set_load(&t, s.rps);
@@ -167,6 +176,10 @@ impl Host {
     /// Stop driving releases (in-progress ones will show as interrupted), record every
     /// workload and stop the cluster.
     pub async fn stop(self) {
+        if let Some(task) = &self.control {
+            task.abort();
+            let _ = std::fs::remove_file(crate::control::socket_path(&self.data_dir));
+        }
         self.engine.shutdown().await;
         for (t, spec) in self.cluster.specs() {
             if let Err(e) = self.store.save_workload(&t, &spec) {

@@ -4,6 +4,7 @@ pub mod analysis;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod flags;
 pub mod host;

@@ -161,13 +161,15 @@ fn start_canary(s: &Shipdeck) -> std::process::Child {
 }
 
 #[test]
-fn a_second_process_on_the_same_data_dir_is_refused_and_a_killed_release_resumes() {
+fn a_second_process_on_the_same_data_dir_talks_to_the_holder_and_a_killed_release_resumes() {
     let s = Shipdeck::new();
     let mut first = start_canary(&s);
 
-    let (code, _, err) = s.sh(&["deploy", "search", "3.2.0", "--env", "dev"]);
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("in use by another shipdeck") && err.contains("deploy"), "{err}");
+    // A second process never runs a second cluster over the store: it hands its command to
+    // the process that holds the data dir.
+    let (code, out, err) = s.sh(&["pause", "search", "--env", "dev"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("no release of search in dev is in progress"), "answered by the holder: {err}");
     let (_, out, _) = s.sh(&["status", "--env", "dev", "--app", "checkout"]);
     assert!(out.contains("live in another shipdeck"), "{out}");
 
@@ -226,4 +228,27 @@ fn every_shipped_theme_and_keymap_starts_and_a_broken_user_theme_is_refused_by_n
     let (code, _, err) = s.sh(&["--theme", "solarized-nope"]);
     assert_eq!(code, 2);
     assert!(err.contains("solarized-nope"), "{err}");
+}
+
+#[test]
+fn a_release_driven_by_one_process_is_aborted_from_another() {
+    let s = Shipdeck::new();
+    let mut first = start_canary(&s);
+    let (code, out, err) = s.sh(&["abort", "checkout", "--env", "dev", "--yes", "--as", "bob"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("done by the shipdeck that holds this data dir"), "{out}");
+    // The deploy that was following the release ends: the release was aborted (exit 1).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = first.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the first process never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let h = s.history("checkout");
+    assert_eq!(h[0]["release"]["status"], "aborted");
+    assert!(h[0]["release"]["reason"].as_str().unwrap().contains("aborted by bob"));
+    assert_eq!(s.workload("dev", "checkout")["routing"]["weights"], serde_json::json!({"1.4.0": 100}));
 }

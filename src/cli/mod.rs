@@ -283,11 +283,33 @@ async fn act(ctx: &Ctx<'_>, command: EngineCommand, destructive: Option<String>)
     let name = command.name();
     let host = match Host::start(ctx.estate.clone(), &ctx.data_dir, false, name).await {
         Ok(h) => h,
+        Err(e @ crate::host::HostError::Busy { .. }) => return relay(ctx, command, &e).await,
         Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
     };
     let code = follow::execute_and_follow(ctx, &host, command).await;
     host.stop().await;
     code
+}
+
+/// Another shipdeck holds the data dir: hand the command to it over the control socket.
+async fn relay(ctx: &Ctx<'_>, command: EngineCommand, busy: &crate::host::HostError) -> i32 {
+    let cli = ctx.cli;
+    let Some(reply) = crate::control::send(&ctx.data_dir, &ctx.actor, command).await else {
+        return fail(cli, EXIT_BACKEND, &busy.to_string());
+    };
+    if !reply.ok {
+        return fail(cli, reply.exit_code, &reply.message);
+    }
+    let note = "done by the shipdeck that holds this data dir; follow it there, or with `shipdeck status`";
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "accepted", "message": reply.message, "release": reply.release, "via": "control socket"})
+        );
+    } else {
+        println!("{} ({note})", reply.message);
+    }
+    EXIT_OK
 }
 
 /// Print an error (as JSON with --json) and return its exit code.
