@@ -18,6 +18,9 @@
 //!
 //! `CARGO_TARGET_DIR=/work/target-bench cargo bench --bench judges` (env JUDGE_RUNS=N to change the 2,000 runs).
 
+#[allow(dead_code)]
+mod common;
+
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -158,19 +161,6 @@ fn percentile(sorted: &[u32], q: f64) -> Option<u32> {
     Some(sorted[rank - 1])
 }
 
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpus} × {model}")
-}
-
 fn main() {
     let runs: usize = std::env::var("JUDGE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
     let mut scenarios = Vec::new();
@@ -189,8 +179,8 @@ fn main() {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let started = Instant::now();
     let mut table = String::new();
-    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
-    let _ = writeln!(table, "Judge benchmark, {date}, {}; {runs} seeded runs per scenario, 300 s each\n", machine());
+    let _ =
+        writeln!(table, "Judge benchmark: {runs} seeded runs per scenario, 300 s each\n\n{}", common::machine_table());
     let _ = writeln!(
         table,
         "| scenario | judge | false rollback | detected | median s | p90 s | inconclusive | passed |\n|---|---|---:|---:|---:|---:|---:|---:|"

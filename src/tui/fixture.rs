@@ -133,14 +133,12 @@ pub fn fixture() -> Snapshot {
         })
         .collect();
     Snapshot {
-        envs: estate.env_names().into_iter().map(String::from).collect(),
-        promotes_to: estate.environments.iter().map(|e| (e.name.clone(), e.promotes_to.clone())).collect(),
-        apps: estate.apps.clone(),
         workloads,
         detail,
         flags: FlagSet::parse(DEMO_FLAGS, "demo").unwrap().views(),
         log,
         now: at(12),
+        ..Snapshot::of_estate(&estate)
     }
 }
 

@@ -62,6 +62,16 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// An empty snapshot with the estate's environments, promotion paths and apps.
+    pub fn of_estate(estate: &crate::config::Estate) -> Snapshot {
+        Snapshot {
+            envs: estate.env_names().into_iter().map(String::from).collect(),
+            promotes_to: estate.environments.iter().map(|e| (e.name.clone(), e.promotes_to.clone())).collect(),
+            apps: estate.apps.clone(),
+            ..Snapshot::default()
+        }
+    }
+
     pub fn workload(&self, t: &Target) -> Option<&WorkloadView> {
         self.workloads.get(t)
     }
@@ -99,14 +109,5 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, log_limit: usize) 
         })
         .collect();
     log.reverse();
-    Snapshot {
-        envs: estate.env_names().into_iter().map(String::from).collect(),
-        promotes_to: estate.environments.iter().map(|e| (e.name.clone(), e.promotes_to.clone())).collect(),
-        apps: estate.apps.clone(),
-        workloads,
-        detail,
-        flags: engine.flag_views(),
-        log,
-        now: Utc::now(),
-    }
+    Snapshot { workloads, detail, flags: engine.flag_views(), log, now: Utc::now(), ..Snapshot::of_estate(estate) }
 }
