@@ -17,11 +17,21 @@ pub struct VersionMetrics {
     pub errors: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// Per-request latencies over the window for the judges that compare distributions: the
+    /// local cluster's raw (reservoir-sampled) latencies, or one value per request from a
+    /// Prometheus histogram's buckets. Empty when the provider has none.
+    #[serde(skip)]
+    pub latencies_ms: Vec<f64>,
 }
 
 impl VersionMetrics {
     pub fn error_rate(&self) -> Option<f64> {
         (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
+    }
+
+    /// What a judge is handed for this window.
+    pub fn sample(&self) -> judges::Sample {
+        judges::Sample::new(self.requests, self.errors).with_latencies(self.latencies_ms.clone())
     }
 }
 

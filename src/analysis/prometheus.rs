@@ -295,7 +295,7 @@ impl MetricsProvider for PrometheusProvider {
         .map_err(err)?;
         // Both counts are extrapolated separately, so rounding can put errors a hair above
         // requests; a rate above 100% would only mislead.
-        Ok(VersionMetrics { requests, errors: errors.min(requests), p50_ms: p50, p99_ms: p99 })
+        Ok(VersionMetrics { requests, errors: errors.min(requests), p50_ms: p50, p99_ms: p99, ..Default::default() })
     }
 }
 
@@ -457,7 +457,10 @@ mod tests {
         .await;
         let p = PrometheusProvider::new(&format!("{base}/"), Queries::default(), Duration::from_secs(5));
         let m = p.version_metrics(&target(), "1.0.0", Duration::from_secs(30)).await.unwrap();
-        assert_eq!(m, VersionMetrics { requests: 100, errors: 10, p50_ms: Some(12.5), p99_ms: None });
+        assert_eq!(
+            m,
+            VersionMetrics { requests: 100, errors: 10, p50_ms: Some(12.5), p99_ms: None, ..Default::default() }
+        );
         let seen = fake.seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 4);
         assert!(seen.iter().all(|q| q.contains(r#"version="1.0.0""#) && q.contains("[30s]")), "{seen:?}");

@@ -58,7 +58,7 @@ mod tests {
     use super::*;
 
     fn m(requests: u64, errors: u64, p99: f64) -> VersionMetrics {
-        VersionMetrics { requests, errors, p50_ms: Some(p99 / 2.0), p99_ms: Some(p99) }
+        VersionMetrics { requests, errors, p50_ms: Some(p99 / 2.0), p99_ms: Some(p99), ..Default::default() }
     }
 
     #[test]

@@ -233,6 +233,12 @@ impl MetricsProvider for FakeCluster {
         let requests = (w.settings.rps * window.as_secs_f64() * share).round() as u64;
         let errors = (requests as f64 * p.error_rate).round() as u64;
         let has = requests > 0;
-        Ok(VersionMetrics { requests, errors, p50_ms: has.then_some(p.p50_ms), p99_ms: has.then_some(p.p99_ms) })
+        Ok(VersionMetrics {
+            requests,
+            errors,
+            p50_ms: has.then_some(p.p50_ms),
+            p99_ms: has.then_some(p.p99_ms),
+            ..Default::default()
+        })
     }
 }

@@ -75,6 +75,7 @@ impl VersionStats {
         drop(buckets);
         m.p50_ms = nearest_rank(&mut latencies, 0.50);
         m.p99_ms = nearest_rank(&mut latencies, 0.99);
+        m.latencies_ms = latencies.into_iter().map(f64::from).collect();
         m
     }
 
