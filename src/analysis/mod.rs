@@ -1,5 +1,6 @@
 //! Metric providers and the canary judge.
 
+pub mod conditions;
 pub mod judges;
 pub mod prometheus;
 pub mod standard;

@@ -9,7 +9,7 @@ use super::{Ctx, EXIT_OK, EXIT_RELEASE_FAILED, engine_fail};
 use crate::cluster::{Cluster, Target};
 use crate::engine::{Command, Event};
 use crate::host::Host;
-use crate::model::{Release, Status, Verdict};
+use crate::model::{Release, Status};
 
 pub(super) async fn execute_and_follow(ctx: &Ctx<'_>, host: &Host, command: Command) -> i32 {
     let json = ctx.cli.json;
@@ -173,12 +173,7 @@ fn describe(ev: &Event, id: &str) -> Option<String> {
             }
         }
         Event::Measurement { measurement: m } if m.release_id == id => {
-            let v = match m.verdict {
-                Verdict::Pass => "pass",
-                Verdict::Fail => "FAIL",
-                Verdict::Inconclusive => "inconclusive",
-                Verdict::NoData => "no data",
-            };
+            let v = m.verdict.label();
             Some(format!(
                 "measurement {v}: {} (canary {} req, stable {} req)",
                 m.detail, m.canary_requests, m.stable_requests

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::merge::deep_merge;
 use crate::cluster::Target;
-use crate::model::{AppSettings, CanaryStep, Environment};
+use crate::model::{AnalysisTemplate, AppSettings, CanaryStep, Environment, MetricsSource, PrometheusSettings};
 
 /// The embedded demo estate: three apps × dev/staging/prod with good and bad versions.
 pub const DEMO_ESTATE: &str = include_str!("demo-estate.toml");
@@ -25,6 +25,10 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct EstateFile {
     environments: Vec<Environment>,
+    #[serde(default)]
+    prometheus: Option<PrometheusSettings>,
+    #[serde(default)]
+    analysis_templates: BTreeMap<String, AnalysisTemplate>,
     apps: Vec<AppSettings>,
 }
 
@@ -34,6 +38,8 @@ pub struct Estate {
     /// Where it came from: a path, or `embedded demo estate`.
     pub source: String,
     pub environments: Vec<Environment>,
+    /// Where the `prometheus` metrics provider asks, when the estate names one.
+    pub prometheus: Option<PrometheusSettings>,
     /// App names in file order.
     pub apps: Vec<String>,
     settings: BTreeMap<Target, AppSettings>,
@@ -55,6 +61,14 @@ impl Estate {
         let file: EstateFile = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
         check_environments(&file.environments).map_err(invalid)?;
         let env_names: BTreeSet<&str> = file.environments.iter().map(|e| e.name.as_str()).collect();
+        if let Some(p) = &file.prometheus {
+            check_prometheus(p).map_err(invalid)?;
+        }
+        for (name, t) in &file.analysis_templates {
+            check_name("analysis template", name).map_err(invalid)?;
+            check_template(t).map_err(|e| invalid(format!("analysis_templates.{name}: {e}")))?;
+        }
+        let has_prometheus = file.prometheus.is_some();
 
         let mut apps = Vec::new();
         let mut settings = BTreeMap::new();
@@ -63,7 +77,12 @@ impl Estate {
                 return Err(invalid(format!("app `{}` is declared twice; app names must be unique", app.name)));
             }
             apps.push(app.name.clone());
-            check_app(app, "").map_err(invalid)?;
+            let mut app = app.clone();
+            for (name, t) in &file.analysis_templates {
+                app.analysis_templates.entry(name.clone()).or_insert_with(|| t.clone());
+            }
+            let app = &app;
+            check_app(app, "", has_prometheus).map_err(invalid)?;
             for env in app.overrides.keys() {
                 if !env_names.contains(env.as_str()) {
                     return Err(invalid(format!(
@@ -90,14 +109,20 @@ impl Estate {
                 let effective: AppSettings = merged.try_into().map_err(|e: toml::de::Error| {
                     invalid(format!("apps `{}`: overrides.{}: {}", app.name, env.name, e.to_string().trim_end()))
                 })?;
-                check_app(&effective, &format!(" in {}", env.name)).map_err(invalid)?;
+                check_app(&effective, &format!(" in {}", env.name), has_prometheus).map_err(invalid)?;
                 settings.insert(Target::new(&env.name, &app.name), effective);
             }
         }
         if apps.is_empty() {
             return Err(invalid("no apps: add at least one [[apps]] table".into()));
         }
-        Ok(Self { source: source_name.to_string(), environments: file.environments, apps, settings })
+        Ok(Self {
+            source: source_name.to_string(),
+            environments: file.environments,
+            prometheus: file.prometheus,
+            apps,
+            settings,
+        })
     }
 
     pub fn env(&self, name: &str) -> Option<&Environment> {
@@ -170,7 +195,40 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
-fn check_app(app: &AppSettings, in_env: &str) -> Result<(), String> {
+fn check_prometheus(p: &PrometheusSettings) -> Result<(), String> {
+    match reqwest::Url::parse(&p.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        Ok(u) => return Err(format!("prometheus.url `{}`: scheme `{}` is not http or https", p.url, u.scheme())),
+        Err(e) => return Err(format!("prometheus.url `{}` is not a URL ({e}); write e.g. `http://127.0.0.1:9090`", p.url)),
+    }
+    if p.timeout.0.is_zero() {
+        return Err("prometheus.timeout must be more than 0s".into());
+    }
+    Ok(())
+}
+
+/// A template on its own: a judge that exists, a usable interval and count, conditions that compile.
+fn check_template(t: &AnalysisTemplate) -> Result<(), String> {
+    if !crate::analysis::judges::JUDGE_NAMES.contains(&t.judge.as_str()) {
+        return Err(format!(
+            "judge `{}` is not one of {}",
+            t.judge,
+            crate::analysis::judges::JUDGE_NAMES.join(", ")
+        ));
+    }
+    if t.interval.0.as_secs() == 0 {
+        return Err("interval must be at least 1s".into());
+    }
+    if t.count == 0 {
+        return Err("count must be at least 1".into());
+    }
+    for m in &t.metrics {
+        crate::analysis::conditions::validate(m)?;
+    }
+    Ok(())
+}
+
+fn check_app(app: &AppSettings, in_env: &str, has_prometheus: bool) -> Result<(), String> {
     let at = |key: &str| format!("apps `{}`{in_env}: {key}", app.name);
     check_name("app", &app.name)?;
     if app.replicas == 0 {
@@ -222,6 +280,15 @@ fn check_app(app: &AppSettings, in_env: &str) -> Result<(), String> {
     if app.rolling.progress_deadline.0.is_zero() {
         return Err(format!("{} must be more than 0s", at("rolling.progress_deadline")));
     }
+    for (name, t) in &app.analysis_templates {
+        check_template(t).map_err(|e| format!("{}: {e}", at(&format!("analysis_templates.{name}"))))?;
+        if t.provider == MetricsSource::Prometheus && !has_prometheus {
+            return Err(format!(
+                "{}: provider `prometheus` needs a [prometheus] table with the server's url",
+                at(&format!("analysis_templates.{name}"))
+            ));
+        }
+    }
     for (i, step) in app.canary.steps.iter().enumerate() {
         match step {
             CanaryStep::SetWeight(w) if *w > 100 => {
@@ -230,11 +297,22 @@ fn check_app(app: &AppSettings, in_env: &str) -> Result<(), String> {
                     at(&format!("canary.steps[{i}]"))
                 ));
             }
-            CanaryStep::Analysis(a) if a.interval.0.is_zero() || a.count == 0 => {
-                return Err(format!(
-                    "{}: analysis needs an interval above 0s and a count of at least 1",
-                    at(&format!("canary.steps[{i}]"))
-                ));
+            CanaryStep::Analysis(a) => {
+                let here = at(&format!("canary.steps[{i}].analysis"));
+                let Some(t) = app.analysis_template(a) else {
+                    let known: Vec<&String> = app.analysis_templates.keys().collect();
+                    return Err(format!(
+                        "{here}: template `{}` is not declared; add [analysis_templates.{0}] (declared: {})",
+                        a.template.as_deref().unwrap_or_default(),
+                        if known.is_empty() { "none".to_string() } else { join(known) }
+                    ));
+                };
+                check_template(&t).map_err(|e| format!("{here}: {e}"))?;
+                if t.provider == MetricsSource::Prometheus && !has_prometheus {
+                    return Err(format!(
+                        "{here}: provider `prometheus` needs a [prometheus] table with the server's url"
+                    ));
+                }
             }
             _ => {}
         }

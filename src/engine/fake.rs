@@ -238,7 +238,29 @@ impl MetricsProvider for FakeCluster {
             errors,
             p50_ms: has.then_some(p.p50_ms),
             p99_ms: has.then_some(p.p99_ms),
-            ..Default::default()
+            latencies_ms: lognormal_quantiles(requests, p.p50_ms, p.p99_ms),
         })
     }
+}
+
+/// `n` latencies spread evenly over a lognormal with this p50 and p99 (the value at quantile
+/// `(i + 0.5) / n` for each i): deterministic, and any two windows of one version agree.
+fn lognormal_quantiles(n: u64, p50: f64, p99: f64) -> Vec<f64> {
+    const Z99: f64 = 2.326_347_874;
+    let sigma = (p99 / p50.max(1e-9)).ln().max(0.0) / Z99;
+    (0..n).map(|i| p50 * (sigma * normal_quantile((i as f64 + 0.5) / n as f64)).exp()).collect()
+}
+
+/// The standard normal quantile, by bisection on the survival function (test code: exact enough).
+fn normal_quantile(p: f64) -> f64 {
+    let (mut lo, mut hi) = (-10.0, 10.0);
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        if 1.0 - crate::analysis::judges::stats::normal_sf(mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo + hi) / 2.0
 }

@@ -3,6 +3,7 @@
 //! [`Event`]s. The CLI and the console send [`Command`]s and render events.
 
 mod actions;
+mod analysis;
 pub mod plan;
 mod run;
 mod steps;
@@ -23,7 +24,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::analysis::MetricsProvider;
 use crate::cluster::{Cluster, Target, WorkloadSpec};
 use crate::config::Estate;
-use crate::model::{AuditEntry, Measurement, Release, Status, StrategyKind};
+use crate::model::{AppSettings, AuditEntry, Measurement, MetricsSource, Release, Status, StrategyKind};
 use crate::store::{Store, StoreError};
 
 pub use verify::CheckResult;
@@ -205,6 +206,8 @@ pub(crate) struct Inner {
     pub events: broadcast::Sender<Event>,
     pub readonly: bool,
     pub flags: std::sync::OnceLock<Arc<crate::flags::FileFlagStore>>,
+    /// Providers set in place of the estate's (tests put a failing Prometheus here).
+    providers: Mutex<HashMap<MetricsSource, Arc<dyn MetricsProvider>>>,
     runs: Mutex<HashMap<Target, RunHandle>>,
     /// Old pods waiting for their scale-down delay; done at once on shutdown.
     cleanups: Mutex<Vec<(Target, String, tokio::task::JoinHandle<()>)>>,
@@ -234,10 +237,16 @@ impl Engine {
                 events,
                 readonly,
                 flags: std::sync::OnceLock::new(),
+                providers: Mutex::new(HashMap::new()),
                 runs: Mutex::new(HashMap::new()),
                 cleanups: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    /// Measure with `provider` whenever an analysis names `source`, instead of what the estate says.
+    pub fn set_provider(&self, source: MetricsSource, provider: Arc<dyn MetricsProvider>) {
+        self.inner.providers.lock().unwrap_or_else(|e| e.into_inner()).insert(source, provider);
     }
 
     /// Give the engine a flag store; flag commands are refused without one.
@@ -335,6 +344,25 @@ impl Engine {
 }
 
 impl Inner {
+    /// Where an analysis of `target` gets its numbers from.
+    pub(crate) fn provider(
+        &self,
+        _target: &Target,
+        settings: &AppSettings,
+        source: MetricsSource,
+    ) -> Result<Arc<dyn MetricsProvider>, String> {
+        if let Some(p) = self.providers.lock().unwrap_or_else(|e| e.into_inner()).get(&source) {
+            return Ok(p.clone());
+        }
+        match source {
+            MetricsSource::Local => Ok(self.metrics.clone()),
+            MetricsSource::Prometheus => match &self.estate.prometheus {
+                Some(p) => Ok(analysis::prometheus_provider(p, settings)),
+                None => Err("the analysis asks Prometheus but the estate has no [prometheus] url".into()),
+            },
+        }
+    }
+
     fn lock_runs(&self) -> std::sync::MutexGuard<'_, HashMap<Target, RunHandle>> {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }

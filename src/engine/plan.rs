@@ -1,6 +1,6 @@
 //! Turning a strategy and its settings into an explicit plan of steps.
 
-use crate::model::{AppSettings, CanaryStep, Step, StrategyKind, VerifyPhase};
+use crate::model::{AnalysisRules, AnalysisSpec, AppSettings, CanaryStep, Step, StrategyKind, VerifyPhase};
 
 /// The plan for moving an app from `previous` (None on a first deploy) to a new version.
 pub fn build(strategy: StrategyKind, s: &AppSettings, previous: Option<&str>) -> Vec<Step> {
@@ -35,11 +35,7 @@ pub fn build(strategy: StrategyKind, s: &AppSettings, previous: Option<&str>) ->
                 .map(|c| match c {
                     CanaryStep::SetWeight(w) => Step::SetWeight { weight: *w },
                     CanaryStep::Pause(p) => Step::Pause { seconds: p.duration().map(|d| d.as_secs()) },
-                    CanaryStep::Analysis(a) => Step::Analysis {
-                        interval_secs: a.interval.0.as_secs().max(1),
-                        count: a.count,
-                        inconclusive_limit: a.inconclusive_limit.max(1),
-                    },
+                    CanaryStep::Analysis(a) => analysis_step(s, a),
                 })
                 .collect();
             steps.push(Step::Promote);
@@ -56,6 +52,28 @@ pub fn build(strategy: StrategyKind, s: &AppSettings, previous: Option<&str>) ->
     };
     plan.push(verify);
     plan
+}
+
+/// An analysis step with its template resolved, so the stored plan says exactly what it runs.
+/// The estate was checked when it was loaded: every template a step names exists.
+fn analysis_step(s: &AppSettings, spec: &AnalysisSpec) -> Step {
+    let t = s.analysis_template(spec).unwrap_or_default();
+    Step::Analysis {
+        interval_secs: t.interval.0.as_secs().max(1),
+        count: t.count.max(1),
+        inconclusive_limit: t.inconclusive_limit,
+        rules: AnalysisRules {
+            template: spec.template.clone().unwrap_or_default(),
+            judge: t.judge,
+            provider: t.provider,
+            initial_delay_secs: t.initial_delay.0.as_secs(),
+            failure_limit: t.failure_limit,
+            consecutive_error_limit: t.consecutive_error_limit,
+            dry_run: t.dry_run,
+            min_requests: t.min_requests.unwrap_or(s.canary.min_requests),
+            metrics: t.metrics,
+        },
+    }
 }
 
 /// Batches of a rolling update of `n` replicas, as a Deployment controller would take them:

@@ -207,7 +207,7 @@ impl Run {
             self.release.cursor += 1;
             self.progress.reset_step();
         }
-        self.progress.inconclusive = 0;
+        self.progress.analysis.resumed();
         self.set_status(Status::InProgress, &cause)
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::time::Instant;
 
+use super::analysis::{self, AnalysisProgress, AnalysisStep};
 use super::{Event, Inner, verify};
 use crate::analysis::{VersionMetrics, standard};
 use crate::cluster::{PodPhase, RouteMatch, Routing, Target};
@@ -25,8 +26,7 @@ pub(crate) struct StepCtx<'a> {
 pub(crate) struct Progress {
     /// Time already spent in a timed step before it was interrupted.
     pub elapsed: Duration,
-    pub passes: u32,
-    pub inconclusive: u32,
+    pub analysis: AnalysisProgress,
     /// Summary of the last verification, for the final transition's cause.
     pub verification: Option<String>,
 }
@@ -34,8 +34,7 @@ pub(crate) struct Progress {
 impl Progress {
     pub fn reset_step(&mut self) {
         self.elapsed = Duration::ZERO;
-        self.passes = 0;
-        self.inconclusive = 0;
+        self.analysis = AnalysisProgress::default();
     }
 }
 
@@ -127,31 +126,15 @@ pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progr
             ctx.release.app,
             ctx.release.env
         )),
-        Step::Analysis { interval_secs, count, inconclusive_limit } => {
+        Step::Analysis { interval_secs, count, inconclusive_limit, rules } => {
             let Some(prev) = prev else { return StepResult::Done("nothing to compare with".into()) };
-            let interval = Duration::from_secs(*interval_secs);
-            while progress.passes < *count {
-                tokio::time::sleep(interval).await;
-                let min = ctx.settings.canary.min_requests;
-                let (verdict, detail) = measure(ctx, new, prev, interval, min).await;
-                match verdict {
-                    Verdict::Pass => {
-                        progress.passes += 1;
-                        progress.inconclusive = 0;
-                    }
-                    Verdict::Fail => return StepResult::Fail(format!("analysis failed: {detail}")),
-                    Verdict::Inconclusive | Verdict::NoData => {
-                        progress.inconclusive += 1;
-                        if progress.inconclusive >= *inconclusive_limit {
-                            return StepResult::WaitForPerson(format!(
-                                "analysis inconclusive {} times in a row ({detail}); resume to keep measuring, or abort",
-                                progress.inconclusive
-                            ));
-                        }
-                    }
-                }
-            }
-            StepResult::Done(format!("{count} measurements passed"))
+            let step = AnalysisStep {
+                interval: Duration::from_secs((*interval_secs).max(1)),
+                count: *count,
+                inconclusive_limit: *inconclusive_limit,
+                rules,
+            };
+            analysis::run(ctx, prev, step, &mut progress.analysis).await
         }
         Step::Promote => {
             try_step!(cluster.scale(target, new, n).await);
@@ -245,7 +228,8 @@ async fn wait_rest(total: Duration, progress: &mut Progress) {
     progress.elapsed += start.elapsed();
 }
 
-/// One measurement of `new` against `prev` over the last `window`, stored and published.
+/// One A/B measurement of `new` against `prev` over the last `window` by the standard's rule,
+/// stored and published.
 async fn measure(ctx: &StepCtx<'_>, new: &str, prev: &str, window: Duration, min_requests: u64) -> (Verdict, String) {
     let metrics = &ctx.inner.metrics;
     let canary = metrics.version_metrics(ctx.target, new, window).await;
@@ -256,9 +240,21 @@ async fn measure(ctx: &StepCtx<'_>, new: &str, prev: &str, window: Duration, min
             (v, d, c, s)
         }
         (Err(e), _) | (_, Err(e)) => {
-            (Verdict::NoData, format!("metrics unavailable: {e}"), VersionMetrics::default(), VersionMetrics::default())
+            (Verdict::Error, format!("measurement error: {e}"), VersionMetrics::default(), VersionMetrics::default())
         }
     };
+    record_measurement(ctx, verdict, &c, &s, &detail);
+    (verdict, detail)
+}
+
+/// Stores one measurement of the current step and publishes it.
+pub(crate) fn record_measurement(
+    ctx: &StepCtx<'_>,
+    verdict: Verdict,
+    c: &VersionMetrics,
+    s: &VersionMetrics,
+    detail: &str,
+) {
     let m = Measurement {
         release_id: ctx.release.id.clone(),
         step: ctx.release.cursor,
@@ -270,13 +266,12 @@ async fn measure(ctx: &StepCtx<'_>, new: &str, prev: &str, window: Duration, min
         stable_requests: s.requests,
         stable_error_rate: s.error_rate(),
         stable_p99_ms: s.p99_ms,
-        detail: detail.clone(),
+        detail: detail.to_string(),
     };
     if let Err(e) = ctx.inner.store.add_measurement(&m) {
         tracing::error!("storing measurement: {e}");
     }
     ctx.inner.emit(Event::Measurement { measurement: m });
-    (verdict, detail)
 }
 
 /// Wait until `version` has `n` ready pods, or fail when the progress deadline passes with a

@@ -29,10 +29,10 @@ abort_scale_down_delay = "10s"
 steps = [
   { set_weight = 25 },
   { pause = "20s" },
-  { analysis = { interval = "10s", count = 2 } },
+  { analysis = { judge = "standard", interval = "10s", count = 2 } },
   { set_weight = 50 },
   { pause = {} },
-  { analysis = { interval = "10s", count = 1 } },
+  { analysis = { judge = "standard", interval = "10s", count = 1 } },
 ]
 [apps.blue_green]
 auto_promotion = "15s"
@@ -73,7 +73,7 @@ rps = 100
 strategy = "canary"
 rollback_on_failure = false
 [apps.canary]
-steps = [{ set_weight = 20 }, { analysis = { interval = "10s", count = 2 } }]
+steps = [{ set_weight = 20 }, { analysis = { judge = "standard", interval = "10s", count = 2 } }]
 [[apps.versions]]
 version = "1.0.0"
 [[apps.versions]]
@@ -204,7 +204,7 @@ async fn a_canary_erroring_at_8_percent_rolls_back_naming_the_measurement() {
     let r = w.run(deploy("1.2.0-errors", StrategyKind::Canary)).await;
     assert_eq!(r.status, Status::RolledBack);
     let why = r.reason.unwrap();
-    assert!(why.contains("error_rate: canary 0.080 > 1.5 × stable 0.000"), "{why}");
+    assert!(why.contains("analysis Failed: error_rate: 0.0800 > 0.0000 (1.5 × stable 0.0000; 20 of 250 requests failed)"), "{why}");
     assert_eq!(w.routing(), Routing::all_to("1.0.0"));
     assert_eq!(w.replicas("1.2.0-errors").await, 0);
     assert_eq!(w.replicas("1.0.0").await, 4);
@@ -216,7 +216,8 @@ async fn a_slow_canary_rolls_back_on_p99() {
     let w = world();
     let r = w.run(deploy("1.5.0-slow", StrategyKind::Canary)).await;
     assert_eq!(r.status, Status::RolledBack);
-    assert!(r.reason.unwrap().contains("p99 latency"));
+    let why = r.reason.unwrap();
+    assert!(why.contains("analysis Failed: latency_p99_ms: "), "{why}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::analysis::{AnalysisSpec, AnalysisTemplate};
 use super::duration::HumanDuration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,30 +173,6 @@ impl PauseSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AnalysisSpec {
-    /// Time between measurements; each looks at the traffic of the last interval.
-    #[serde(default = "default_interval")]
-    pub interval: HumanDuration,
-    /// Measurements that must pass.
-    #[serde(default = "default_count")]
-    pub count: u32,
-    /// Measurements without enough data before the release pauses for a person.
-    #[serde(default = "default_inconclusive_limit")]
-    pub inconclusive_limit: u32,
-}
-
-fn default_interval() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_count() -> u32 {
-    3
-}
-fn default_inconclusive_limit() -> u32 {
-    3
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CanarySettings {
     #[serde(default = "default_canary_steps")]
     pub steps: Vec<CanaryStep>,
@@ -208,9 +185,7 @@ pub struct CanarySettings {
 }
 
 fn default_canary_steps() -> Vec<CanaryStep> {
-    let analysis =
-        AnalysisSpec { interval: default_interval(), count: 10, inconclusive_limit: default_inconclusive_limit() };
-    vec![CanaryStep::SetWeight(10), CanaryStep::Analysis(analysis)]
+    vec![CanaryStep::SetWeight(10), CanaryStep::Analysis(AnalysisSpec::default())]
 }
 fn default_abort_delay() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
@@ -402,6 +377,13 @@ pub struct AppSettings {
     pub ab: AbSettings,
     #[serde(default)]
     pub verification: Verification,
+    /// Analysis templates the canary steps can name: the estate's shared
+    /// `[analysis_templates.NAME]` with the app's own (same name wins) merged in.
+    #[serde(default)]
+    pub analysis_templates: BTreeMap<String, AnalysisTemplate>,
+    /// PromQL templates for the `prometheus` provider; unset ones use the defaults.
+    #[serde(default)]
+    pub prometheus_queries: PrometheusQueries,
     pub versions: Vec<VersionProfile>,
     /// The version each environment starts with when nothing was deployed yet.
     #[serde(default)]
@@ -421,7 +403,35 @@ fn default_strategy() -> StrategyKind {
     StrategyKind::Rolling
 }
 
+/// PromQL templates with `{app}`, `{env}`, `{version}` and `{interval}`, per app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusQueries {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<String>,
+}
+
 impl AppSettings {
+    /// The template an analysis step runs: the named one (or the built-in default) with the
+    /// step's own keys over it. `None` when the step names a template nobody declared.
+    pub fn analysis_template(&self, spec: &AnalysisSpec) -> Option<AnalysisTemplate> {
+        let base = match &spec.template {
+            Some(name) => self.analysis_templates.get(name)?.clone(),
+            None => AnalysisTemplate::default(),
+        };
+        let mut t = spec.over(&base);
+        if t.min_requests.is_none() {
+            t.min_requests = Some(self.canary.min_requests);
+        }
+        Some(t)
+    }
+
     pub fn profile(&self, version: &str) -> Option<&VersionProfile> {
         self.versions.iter().find(|v| v.version == version)
     }

@@ -1,9 +1,11 @@
 //! Plain data: no I/O, easy to build in tests.
 
+pub mod analysis;
 pub mod duration;
 pub mod estate;
 pub mod release;
 
+pub use analysis::*;
 pub use duration::HumanDuration;
 pub use estate::*;
 pub use release::*;

@@ -102,8 +102,15 @@ pub enum Step {
     SetWeight { weight: u32 },
     /// Wait this long, or (None) until resumed.
     Pause { seconds: Option<u64> },
-    /// Measure the canary every `interval_secs`; `count` passing measurements complete it.
-    Analysis { interval_secs: u64, count: u32, inconclusive_limit: u32 },
+    /// Measure the canary every `interval_secs`, at most `count` times, and let the judge and
+    /// the metrics' conditions of `rules` decide.
+    Analysis {
+        interval_secs: u64,
+        count: u32,
+        inconclusive_limit: u32,
+        #[serde(default)]
+        rules: super::AnalysisRules,
+    },
     /// All traffic and full size to the new version, old version removed.
     Promote,
     /// Point the preview entry at the new version (blue-green).
@@ -130,8 +137,8 @@ impl Step {
             Step::SetWeight { weight } => format!("set weight {weight}%"),
             Step::Pause { seconds: Some(s) } => format!("pause {}", fmt_secs(*s)),
             Step::Pause { seconds: None } => "pause until resumed".into(),
-            Step::Analysis { interval_secs, count, .. } => {
-                format!("analysis: {count} × every {}", fmt_secs(*interval_secs))
+            Step::Analysis { interval_secs, count, rules, .. } => {
+                format!("analysis {count}×{} {}", fmt_secs(*interval_secs), rules.judge)
             }
             Step::Promote => "promote".into(),
             Step::Preview => "preview new colour".into(),
@@ -213,10 +220,30 @@ pub struct Transition {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// Argo's Successful: enough traffic, no condition failed, the judge saw no harm.
     Pass,
+    /// Argo's Failed: a condition failed, or the judge found the canary worse.
     Fail,
     Inconclusive,
+    /// No canary requests in the window.
     NoData,
+    /// The metrics provider failed; says nothing about the canary.
+    Error,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 5] = [Verdict::Pass, Verdict::Fail, Verdict::Inconclusive, Verdict::NoData, Verdict::Error];
+
+    /// How the console and the CLI show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::NoData => "no data",
+            Verdict::Error => "ERROR",
+        }
+    }
 }
 
 /// One canary/A-B measurement: canary against stable over a window.

@@ -79,11 +79,12 @@ pub(super) fn verdict_str(verdict: Verdict) -> &'static str {
         Verdict::Fail => "fail",
         Verdict::Inconclusive => "inconclusive",
         Verdict::NoData => "no_data",
+        Verdict::Error => "error",
     }
 }
 
 fn parse_verdict(text: &str) -> Option<Verdict> {
-    [Verdict::Pass, Verdict::Fail, Verdict::Inconclusive, Verdict::NoData].into_iter().find(|v| verdict_str(*v) == text)
+    Verdict::ALL.into_iter().find(|v| verdict_str(*v) == text)
 }
 
 /// `'planned', 'in_progress', …`: statuses as an SQL list, for `status IN (…)`.
@@ -105,7 +106,7 @@ mod tests {
             assert_eq!(kind_str(k), serde_name(k));
             assert_eq!(parse_kind(kind_str(k)), Some(k));
         }
-        for v in [Verdict::Pass, Verdict::Fail, Verdict::Inconclusive, Verdict::NoData] {
+        for v in Verdict::ALL {
             assert_eq!(verdict_str(v), serde_name(v));
             assert_eq!(parse_verdict(verdict_str(v)), Some(v));
         }

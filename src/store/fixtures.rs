@@ -30,7 +30,7 @@ pub fn release(env: &str, app: &str, version: &str, status: Status, secs: i64) -
         plan: vec![
             Step::SetWeight { weight: 20 },
             Step::Pause { seconds: Some(30) },
-            Step::Analysis { interval_secs: 10, count: 3, inconclusive_limit: 1 },
+            Step::Analysis { interval_secs: 10, count: 3, inconclusive_limit: 1, rules: Default::default() },
             Step::Verify { phase: VerifyPhase::PostDeploy },
             Step::Promote,
         ],

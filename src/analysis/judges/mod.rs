@@ -74,12 +74,16 @@ impl Decision {
     }
 }
 
-pub trait Judge: Send {
+pub trait Judge: Send + Sync {
     /// The newest window; called every interval.
     fn observe(&mut self, canary: &Sample, stable: &Sample) -> Decision;
     /// The analysis time is up: pass, fail or inconclusive, never `Continue`.
     fn finish(&mut self) -> Decision;
     fn name(&self) -> &'static str;
+    /// A short line of the evidence so far, shown with each measurement (empty when none).
+    fn progress(&self) -> String {
+        String::new()
+    }
 }
 
 /// The judges a template can select, by name.

@@ -40,6 +40,8 @@ fn app(name: &str, versions: Vec<VersionProfile>, replicas: u32, rps: f64) -> Ap
         canary: Default::default(),
         ab: AbSettings::default(),
         verification: Default::default(),
+        analysis_templates: BTreeMap::new(),
+        prometheus_queries: Default::default(),
         versions,
         initial_version: None,
         overrides: BTreeMap::new(),

@@ -53,12 +53,12 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         .iter()
         .rev()
         .map(|m| {
-            let (word, role) = match m.verdict {
-                Verdict::Pass => ("pass", Role::Ok),
-                Verdict::Fail => ("FAIL", Role::Error),
-                Verdict::Inconclusive => ("inconclusive", Role::Warn),
-                Verdict::NoData => ("no data", Role::Warn),
+            let role = match m.verdict {
+                Verdict::Pass => Role::Ok,
+                Verdict::Fail | Verdict::Error => Role::Error,
+                Verdict::Inconclusive | Verdict::NoData => Role::Warn,
             };
+            let word = m.verdict.label();
             Row::new(vec![
                 Cell::from(m.at.format("%H:%M:%S").to_string()),
                 Cell::from(Span::styled(word, t.style(role))),
