@@ -167,6 +167,11 @@ async fn errors_and_latency_per_version_come_from_a_real_prometheus() {
         let p99 = m.p99_ms.expect("p99");
         assert!(p99.is_finite() && p99 > 0.0, "{m:?}");
         assert!(m.p50_ms.is_some_and(|p50| p50 <= p99), "{m:?}");
+        // One latency per request, from the same scrapes as the counter (whose series per status
+        // code are extrapolated apart, so the two totals may differ a little).
+        let (n, r) = (m.latencies_ms.len() as f64, m.requests as f64);
+        assert!((n - r).abs() <= 0.1 * r, "{} latencies for {} requests: {m:?}", n, r);
+        assert!(m.latencies_ms.iter().all(|v| v.is_finite() && *v >= 0.0), "{m:?}");
     }
     // A version nobody runs has no series: no data, not an error.
     let none = p.version_metrics(&target, "9.9.9", WINDOW).await.expect("no data is not an error");
