@@ -1,8 +1,10 @@
 //! The Prometheus metrics provider against a real Prometheus (the `prometheus` binary, which CI
-//! installs) scraping the real local cluster's pods.
+//! installs): scraping the real local cluster's pods, and serving backfilled data with known
+//! counts (written by `promtool`, which comes with it), for exact figures.
 
+use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shipdeck::analysis::prometheus::{PrometheusProvider, Queries};
 use shipdeck::analysis::{MetricsProvider, VersionMetrics};
@@ -53,13 +55,6 @@ struct Prometheus {
 impl Prometheus {
     /// Starts `prometheus` scraping `targets` (host:port) every second.
     fn start(targets: &[String]) -> Prometheus {
-        if let Err(e) = Command::new("prometheus").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status()
-        {
-            panic!(
-                "the `prometheus` binary is needed for this test and cannot be run ({e}); install it \
-                 (Debian: apt-get install -y --no-install-recommends prometheus)"
-            );
-        }
         let dir = tempfile::tempdir().expect("temp dir");
         let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
         let config = format!(
@@ -67,6 +62,46 @@ impl Prometheus {
              scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [{}]\n",
             targets.join(", ")
         );
+        Prometheus::spawn(dir, &config)
+    }
+
+    /// Starts `prometheus` scraping nothing, on the blocks `promtool` makes of `openmetrics`.
+    fn start_on_backfill(openmetrics: &str) -> Prometheus {
+        if let Err(e) = Command::new("promtool").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+            panic!(
+                "the `promtool` binary is needed for this test and cannot be run ({e}); it comes with \
+                 Prometheus (Debian: apt-get install -y --no-install-recommends prometheus)"
+            );
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("backfill.om");
+        std::fs::write(&input, openmetrics).expect("write backfill.om");
+        let data = dir.path().join("data");
+        let out = Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool tsdb create-blocks-from openmetrics failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Prometheus::spawn(dir, "global:\n  scrape_interval: 15s\n")
+    }
+
+    /// Runs `prometheus` with `config`, its data in `dir/data` and its log in `dir`.
+    fn spawn(dir: tempfile::TempDir, config: &str) -> Prometheus {
+        if let Err(e) = Command::new("prometheus").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status()
+        {
+            panic!(
+                "the `prometheus` binary is needed for this test and cannot be run ({e}); install it \
+                 (Debian: apt-get install -y --no-install-recommends prometheus)"
+            );
+        }
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -202,4 +237,140 @@ async fn once_prometheus_is_gone_metrics_are_an_error_not_zeros() {
     prom.kill();
     let e = p.version_metrics(&target, GOOD, WINDOW).await.expect_err("an error once Prometheus is gone");
     assert!(e.message.contains(&prom.base_url), "{e}");
+}
+
+/// Upper bounds of the pods' latency buckets, in seconds (`src/cluster/local/pod.rs`), then +Inf.
+const BOUNDS: [&str; 11] = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"];
+
+/// What one version serves every `STEP`, always the same: requests by status code, and requests
+/// per latency bucket (not cumulative; index as in `BOUNDS`).
+struct Traffic {
+    version: &'static str,
+    codes: [(u16, u64); 2],
+    per_bucket: [u64; 11],
+}
+
+const STEP: u64 = 5;
+
+/// OpenMetrics text for `promtool`: both versions' counters and histograms, one sample every `STEP`
+/// seconds at `first, first + STEP, ..= last` (unix seconds). Counters start at 100 steps' worth,
+/// not at 0, so no `increase` ever reads the start as a counter reset.
+fn openmetrics(traffic: &[Traffic], first: u64, last: u64) -> String {
+    let labels = |t: &Traffic| format!(r#"app="web",env="dev",version="{}""#, t.version);
+    let steps = || (first..=last).step_by(STEP as usize).enumerate().map(|(k, ts)| (k as u64 + 100, ts));
+    let mut out = String::new();
+    out.push_str("# TYPE http_requests counter\n");
+    for t in traffic {
+        for (code, per_step) in t.codes {
+            for (k, ts) in steps() {
+                writeln!(out, r#"http_requests_total{{{},code="{code}"}} {} {ts}"#, labels(t), k * per_step).unwrap();
+            }
+        }
+    }
+    out.push_str("# TYPE http_request_duration_seconds histogram\n");
+    for t in traffic {
+        for (k, ts) in steps() {
+            let mut cumulative = 0;
+            for (le, n) in BOUNDS.iter().zip(t.per_bucket) {
+                cumulative += k * n;
+                writeln!(out, r#"http_request_duration_seconds_bucket{{{},le="{le}"}} {cumulative} {ts}"#, labels(t))
+                    .unwrap();
+            }
+            // Any sum will do: no query reads it.
+            writeln!(out, "http_request_duration_seconds_sum{{{}}} {} {ts}", labels(t), cumulative as f64 * 0.01)
+                .unwrap();
+            writeln!(out, "http_request_duration_seconds_count{{{}}} {cumulative} {ts}", labels(t)).unwrap();
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// How many of `latencies` fall in each of the pods' buckets: `(lower, upper]` in ms for the
+/// finite ones; the provider puts the +Inf bucket's requests at the last finite bound (5000 ms),
+/// so those are counted apart, last.
+fn per_bucket(latencies: &[f64]) -> [u64; 11] {
+    let bounds: Vec<f64> = BOUNDS[..10].iter().map(|b| b.parse::<f64>().unwrap() * 1000.0).collect();
+    let mut out = [0; 11];
+    for &v in latencies {
+        let slot = if v == 5000.0 { 10 } else { bounds.iter().position(|b| v <= *b).expect("a finite latency") };
+        out[slot] += 1;
+    }
+    out
+}
+
+fn assert_close(what: &str, got: Option<f64>, want: f64) {
+    assert!(got.is_some_and(|g| (g - want).abs() < 1e-9), "{what}: got {got:?}, want {want}");
+}
+
+/// Backfilled data with known counts, so the figures are exact, not just plausible.
+///
+/// Every series grows at a constant rate, one sample every 5 s for 10 minutes ending a minute
+/// ago (`promtool` writes blocks for any past time; a fresh Prometheus with an empty head loads
+/// them). The queries are evaluated at the last sample (`PrometheusProvider::at`) over a 300 s
+/// window that starts on a sample too, so `increase` needs no extrapolation: Prometheus 2.x takes
+/// the samples at both ends of `[t - 300s, t]` and answers their exact difference; 3.x leaves out
+/// the one at `t - 300s` and extrapolates the 5 s gap at the start, which at a constant rate is
+/// exact as well (up to float rounding, which the counts' rounding absorbs). Evaluated at the
+/// server's now instead, the window would end a minute after the last sample and `increase`
+/// would extrapolate only part of the way: 479 requests instead of 600.
+///
+/// Expected figures, per 300 s (60 steps of 5 s):
+/// - 1.0.0: 10 requests a step, all 200: 600 requests, 0 errors. Per step 2 in (0, 5 ms], 4 in
+///   (5, 10], 3 in (10, 25], 1 in (25, 50]: 120, 240, 180, 60 over the window. p50 is the 300th
+///   of 600, 180 into the (5, 10] bucket of 240: 5 + 5 × 180/240 = 8.75 ms (`histogram_quantile`
+///   interpolates linearly). p99 is the 594th: 54 into the (25, 50] bucket of 60:
+///   25 + 25 × 54/60 = 47.5 ms.
+/// - 1.1.0-bad: 8 answered 200 and 2 answered 500 a step: 600 requests, 120 errors. Per step 4 in
+///   (50, 100], 4 in (100, 250], 2 above 5 s: 240, 240, 120. p50: 60 into (100, 250] of 240:
+///   100 + 150 × 60/240 = 137.5 ms. p99 falls in the +Inf bucket, for which `histogram_quantile`
+///   answers the last finite bound: 5000 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_figures_from_backfilled_data() {
+    let started = std::time::Instant::now();
+    let traffic = [
+        Traffic { version: GOOD, codes: [(200, 10), (500, 0)], per_bucket: [2, 4, 3, 1, 0, 0, 0, 0, 0, 0, 0] },
+        Traffic { version: BAD, codes: [(200, 8), (500, 2)], per_bucket: [0, 0, 0, 0, 4, 4, 0, 0, 0, 0, 2] },
+    ];
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+    let last = now - 60;
+    let first = last - 600;
+    let mut prom = Prometheus::start_on_backfill(&openmetrics(&traffic, first, last));
+    let window = Duration::from_secs(300);
+    let p = provider(&prom.base_url).at(UNIX_EPOCH + Duration::from_secs(last));
+    let target = Target::new("dev", "web");
+
+    // Prometheus answers queries once its storage is open, blocks loaded: the first answer is the
+    // one to check.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let good = loop {
+        prom.assert_running();
+        match p.version_metrics(&target, GOOD, window).await {
+            Ok(m) => break m,
+            Err(e) => assert!(Instant::now() < deadline, "prometheus never answered: {e}; log:\n{}", prom.log()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let bad = p.version_metrics(&target, BAD, window).await.expect("metrics of the bad version");
+    eprintln!(
+        "good {:?}\nbad {:?}\nafter {:?}",
+        (good.requests, good.errors, good.p50_ms, good.p99_ms, per_bucket(&good.latencies_ms)),
+        (bad.requests, bad.errors, bad.p50_ms, bad.p99_ms, per_bucket(&bad.latencies_ms)),
+        started.elapsed()
+    );
+
+    let context = || format!("good {good:?}\nbad {bad:?}\nprometheus log:\n{}", prom.log());
+    assert_eq!((good.requests, good.errors), (600, 0), "{}", context());
+    assert_close("1.0.0 p50", good.p50_ms, 8.75);
+    assert_close("1.0.0 p99", good.p99_ms, 47.5);
+    assert_eq!(per_bucket(&good.latencies_ms), [120, 240, 180, 60, 0, 0, 0, 0, 0, 0, 0], "{}", context());
+    assert_eq!((bad.requests, bad.errors), (600, 120), "{}", context());
+    assert_close("1.1.0-bad p50", bad.p50_ms, 137.5);
+    assert_close("1.1.0-bad p99", bad.p99_ms, 5000.0);
+    assert_eq!(per_bucket(&bad.latencies_ms), [0, 0, 0, 0, 240, 240, 0, 0, 0, 0, 120], "{}", context());
+
+    // Outside the data (an hour later), no data: not an error, not zeros made up.
+    let later = provider(&prom.base_url).at(UNIX_EPOCH + Duration::from_secs(last + 3600));
+    let none = later.version_metrics(&target, GOOD, window).await.expect("no data is not an error");
+    assert_eq!(none, VersionMetrics::default());
 }
