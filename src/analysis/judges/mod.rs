@@ -80,7 +80,7 @@ pub trait Judge: Send + Sync {
     /// The analysis time is up: pass, fail or inconclusive, never `Continue`.
     fn finish(&mut self) -> Decision;
     fn name(&self) -> &'static str;
-    /// A short line of the evidence so far, shown with each measurement (empty when none).
+    /// A short human line on the evidence so far, shown with each measurement ("" when the judge has none).
     fn progress(&self) -> String {
         String::new()
     }
@@ -124,5 +124,11 @@ mod tests {
             let mut judge = by_name(name, 1).expect(name);
             assert!(matches!(judge.finish(), Decision::Inconclusive { .. }), "{name}");
         }
+    }
+
+    #[test]
+    fn progress_defaults_to_nothing() {
+        let j = ReferenceSprt::default();
+        assert_eq!(j.progress(), "");
     }
 }

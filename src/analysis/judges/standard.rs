@@ -117,6 +117,10 @@ impl Judge for StandardJudge {
     fn name(&self) -> &'static str {
         "standard"
     }
+
+    fn progress(&self) -> String {
+        self.last.clone()
+    }
 }
 
 #[cfg(test)]
@@ -155,5 +159,15 @@ mod tests {
         let mut j = StandardJudge::new(10, 1);
         assert_eq!(j.observe(&Sample::new(3, 0), &Sample::new(900, 0)), Decision::Continue);
         assert!(matches!(j.finish(), Decision::Inconclusive { more_requests: Some(7), .. }));
+    }
+
+    #[test]
+    fn progress_is_the_last_windows_note() {
+        let mut j = StandardJudge::new(10, 1);
+        assert_eq!(j.progress(), "");
+        j.observe(&Sample::new(100, 1), &Sample::new(900, 9));
+        assert_eq!(j.progress(), "error_rate 0.0100 vs stable 0.0100");
+        j.observe(&Sample::new(3, 0), &Sample::new(900, 0));
+        assert_eq!(j.progress(), "last window had 3 canary requests, 10 needed");
     }
 }
