@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::Target;
 use crate::cluster::local::LocalCluster;
 use crate::config::{Estate, paths};
 use crate::engine::Engine;
@@ -97,7 +98,74 @@ pub struct Host {
     /// Releases that were in progress when the previous process stopped.
     pub interrupted: Vec<Release>,
     control: Option<tokio::task::JoinHandle<()>>,
+    /// Keeps `prometheus-targets.json` up to date.
+    scrape: tokio::task::JoinHandle<()>,
     _lock: DataDirLock,
+}
+
+/// Where the local cluster's pods are listed for Prometheus's file-based discovery.
+pub fn scrape_targets_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("prometheus-targets.json")
+}
+
+/// Writes every serving pod's address to `prometheus-targets.json` in the data dir (Prometheus
+/// `file_sd_configs` format) whenever a workload changes, so a Prometheus pointed at it scrapes
+/// the pods that exist now. Written to a temp file and renamed, so Prometheus never reads half.
+fn spawn_scrape_targets(
+    cluster: Arc<LocalCluster>,
+    targets: Vec<Target>,
+    data_dir: &Path,
+) -> tokio::task::JoinHandle<()> {
+    let path = scrape_targets_file(data_dir);
+    tokio::spawn(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watchers = Vec::new();
+        for t in &targets {
+            let Ok(mut w) = crate::cluster::Cluster::watch(cluster.as_ref(), t).await else { continue };
+            let tx = tx.clone();
+            watchers.push(tokio::spawn(async move {
+                while w.changed().await.is_ok() {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut last = String::new();
+        loop {
+            let mut groups = Vec::new();
+            for t in &targets {
+                let Ok(state) = crate::cluster::Cluster::state(cluster.as_ref(), t).await else { continue };
+                for pod in state.pods.iter().filter(|p| p.ready) {
+                    if let Some(addr) = &pod.address {
+                        groups.push(serde_json::json!({"targets": [addr], "labels": {"shipdeck_pod": pod.name}}));
+                    }
+                }
+            }
+            let text = serde_json::Value::Array(groups).to_string();
+            if text != last {
+                if let Err(e) = write_atomically(&path, &text) {
+                    tracing::warn!("writing {}: {e}", path.display());
+                }
+                last = text;
+            }
+            if rx.recv().await.is_none() {
+                break;
+            }
+            // Coalesce a burst of changes (a scale of several pods) into one write.
+            while rx.try_recv().is_ok() {}
+        }
+        for w in watchers {
+            w.abort();
+        }
+    })
+}
+
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 impl Host {
@@ -129,7 +197,18 @@ impl Host {
                 None
             }
         };
-        let host = Host { engine, cluster, store, data_dir: data_dir.to_path_buf(), interrupted, control, _lock: lock };
+        let scrape =
+            spawn_scrape_targets(cluster.clone(), estate.targets().into_iter().map(|(t, _)| t).collect(), data_dir);
+        let host = Host {
+            engine,
+            cluster,
+            store,
+            data_dir: data_dir.to_path_buf(),
+            interrupted,
+            control,
+            scrape,
+            _lock: lock,
+        };
         host.wait_until_serving(Duration::from_secs(10)).await;
         for (t, s) in estate.targets() {
             host.cluster.set_load(&t, s.rps);
@@ -176,6 +255,7 @@ impl Host {
     /// Stop driving releases (in-progress ones will show as interrupted), record every
     /// workload and stop the cluster.
     pub async fn stop(self) {
+        self.scrape.abort();
         if let Some(task) = &self.control {
             task.abort();
             let _ = std::fs::remove_file(crate::control::socket_path(&self.data_dir));

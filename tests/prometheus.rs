@@ -2,7 +2,11 @@
 //! installs): scraping the real local cluster's pods, and serving backfilled data with known
 //! counts (written by `promtool`, which comes with it), for exact figures.
 
+mod common;
+
 use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,6 +67,33 @@ impl Prometheus {
             targets.join(", ")
         );
         Prometheus::spawn(dir, &config)
+    }
+
+    /// Starts `prometheus` scraping whatever `targets_file` (Prometheus `file_sd_configs` JSON,
+    /// as shipdeck writes to its data dir) lists, every second.
+    fn start_file_sd(targets_file: &Path) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: pods\n    \
+             scrape_interval: 1s\n    scrape_timeout: 1s\n    file_sd_configs:\n      - files: [\"{}\"]\n        \
+             refresh_interval: 1s\n",
+            targets_file.display()
+        );
+        Prometheus::spawn(dir, &config)
+    }
+
+    /// Waits until the HTTP API answers.
+    fn wait_ready(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/-/ready", self.base_url);
+        loop {
+            self.assert_running();
+            if http_ok(&url) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "prometheus not ready in 30 s; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Starts `prometheus` scraping nothing, on the blocks `promtool` makes of `openmetrics`.
@@ -134,6 +165,21 @@ impl Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP/1.0 GET of `url` (http://host:port/path) answered 200.
+fn http_ok(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let Ok(mut conn) = std::net::TcpStream::connect(host) else { return false };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(conn, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }
 
 impl Drop for Prometheus {
@@ -373,4 +419,134 @@ async fn exact_figures_from_backfilled_data() {
     let later = provider(&prom.base_url).at(UNIX_EPOCH + Duration::from_secs(last + 3600));
     let none = later.version_metrics(&target, GOOD, window).await.expect("no data is not an error");
     assert_eq!(none, VersionMetrics::default());
+}
+
+/// An estate whose canary of `web` is judged on Prometheus's numbers.
+fn release_estate(prometheus_url: &str, count: u32) -> String {
+    format!(
+        r#"
+[prometheus]
+url = "{prometheus_url}"
+timeout = "2s"
+
+[analysis_templates.prom]
+judge = "sequential"
+provider = "prometheus"
+interval = "3s"
+initial_delay = "3s"
+count = {count}
+inconclusive_limit = 5
+consecutive_error_limit = 2
+
+[[environments]]
+name = "dev"
+
+[[apps]]
+name = "web"
+replicas = 1
+rps = 100
+strategy = "canary"
+initial_version = "1.0.0"
+[apps.canary]
+abort_scale_down_delay = "1s"
+steps = [{{ set_weight = 50 }}, {{ analysis = {{ template = "prom" }} }}]
+
+[[apps.versions]]
+version = "1.0.0"
+p50_ms = 2
+p99_ms = 5
+ready_after = "100ms"
+
+[[apps.versions]]
+version = "1.0.1"
+p50_ms = 2
+p99_ms = 5
+ready_after = "100ms"
+
+[[apps.versions]]
+version = "1.1.0-bad"
+error_rate = 0.5
+p50_ms = 2
+p99_ms = 5
+ready_after = "100ms"
+"#
+    )
+}
+
+fn measurements(release: &serde_json::Value) -> Vec<serde_json::Value> {
+    release["measurements"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_bad_canary_rolls_back_on_the_numbers_prometheus_scraped() {
+    let s = common::Shipdeck::new();
+    let mut prom = Prometheus::start_file_sd(&shipdeck::host::scrape_targets_file(s.data_dir()));
+    prom.wait_ready();
+    let estate = common::file(s.data_dir(), "estate.toml", &release_estate(&prom.base_url, 20));
+    let (code, out, err) = s.sh(&["--estate", estate.to_str().unwrap(), "deploy", "web", "1.1.0-bad", "--env", "dev"]);
+    prom.assert_running();
+    assert_eq!(code, 1, "rolled back: {out}{err}\nprometheus log:\n{}", prom.log());
+    let (_, lines) = s.json(&["--estate", estate.to_str().unwrap(), "history", "--app", "web"]);
+    let h: Vec<_> = lines.into_iter().filter(|l| l["type"] == "release").collect();
+    assert_eq!(h[0]["release"]["status"], "rolled_back", "{}", h[0]);
+    let reason = h[0]["release"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("analysis Failed: error_rate"), "{reason}");
+    let ms = measurements(&h[0]);
+    let failed = ms.last().expect("measurements");
+    assert_eq!(failed["verdict"], "fail", "{failed}");
+    let detail = failed["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("from prometheus"), "measured by Prometheus: {detail}");
+    let rate = failed["canary_error_rate"].as_f64().expect("a canary error rate");
+    assert!((0.3..=0.7).contains(&rate), "Prometheus's figure for a 50% version: {rate} ({failed})");
+    assert!(failed["canary_requests"].as_u64().unwrap_or(0) > 0, "{failed}");
+}
+
+#[test]
+fn when_prometheus_dies_mid_analysis_measurements_are_errors_and_the_release_pauses_unpromoted() {
+    let s = common::Shipdeck::new();
+    let mut prom = Prometheus::start_file_sd(&shipdeck::host::scrape_targets_file(s.data_dir()));
+    prom.wait_ready();
+    let estate = common::file(s.data_dir(), "estate.toml", &release_estate(&prom.base_url, 100));
+    let estate = estate.to_str().unwrap();
+    let mut deploy = s
+        .cmd(&["--estate", estate, "deploy", "web", "1.0.1", "--env", "dev"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start deploy");
+    let mut lines = BufReader::new(deploy.stdout.take().expect("stdout")).lines();
+    // Wait for a measurement Prometheus answered, then take Prometheus away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no passing measurement in 60 s; log:\n{}", prom.log());
+        match lines.next() {
+            Some(Ok(l)) if l.contains("] measurement pass") => break,
+            Some(Ok(l)) => assert!(!l.contains("rolled back"), "{l}"),
+            _ => panic!("deploy ended before a measurement passed; prometheus log:\n{}", prom.log()),
+        }
+    }
+    prom.kill();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = deploy.wait().expect("deploy exits");
+    assert_eq!(status.code(), Some(0), "a pause ends the command without failure: {rest:?}");
+
+    let (_, lines) = s.json(&["--estate", estate, "history", "--app", "web"]);
+    let h: Vec<_> = lines.into_iter().filter(|l| l["type"] == "release").collect();
+    let release = &h[0]["release"];
+    assert_eq!(release["status"], "paused", "{release}");
+    let reason = release["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("analysis Error: 3 measurement errors in a row (consecutive_error_limit 2)"),
+        "{reason}"
+    );
+    assert!(reason.contains("nothing was promoted"), "{reason}");
+    let ms = measurements(&h[0]);
+    assert!(ms.iter().any(|m| m["verdict"] == "pass"), "{ms:?}");
+    let last3: Vec<_> = ms.iter().rev().take(3).collect();
+    assert!(last3.iter().all(|m| m["verdict"] == "error"), "{last3:?}");
+    assert!(last3.iter().all(|m| m["detail"].as_str().unwrap_or_default().contains(&prom.base_url)), "{last3:?}");
+    assert_eq!(release["weight"], 50, "nothing promoted");
+    let (_, status) = s.json(&["--estate", estate, "status", "--env", "dev", "--app", "web"]);
+    let w = &status[0]["workloads"][0];
+    assert_eq!(w["routing"]["weights"]["1.0.1"], 50, "{w}");
+    assert_eq!(w["routing"]["weights"]["1.0.0"], 50, "{w}");
 }

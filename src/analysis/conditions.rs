@@ -69,9 +69,7 @@ pub fn check(metric: &MetricCheck, value: Option<f64>) -> Result<MetricOutcome, 
     }
     match (&success, &failure) {
         (Some(s), _) if s.eval(v)? => Ok(MetricOutcome::Successful),
-        (Some(s), None) => {
-            Ok(MetricOutcome::Failed(format!("{name}: {} does not meet `{}`", fmt(v), s.text())))
-        }
+        (Some(s), None) => Ok(MetricOutcome::Failed(format!("{name}: {} does not meet `{}`", fmt(v), s.text()))),
         (Some(s), Some(_)) => Ok(MetricOutcome::Inconclusive(format!(
             "{name}: {} meets neither `{}` nor the failure condition",
             fmt(v),
@@ -99,7 +97,7 @@ pub fn validate(metric: &MetricCheck) -> Result<(), String> {
 pub fn value(name: MetricName, canary: &super::VersionMetrics, stable: &super::VersionMetrics) -> Option<f64> {
     let ratio = |c: Option<f64>, s: Option<f64>| match (c, s) {
         (Some(c), Some(s)) if s > 0.0 => Some(c / s),
-        (Some(c), Some(_)) if c == 0.0 => Some(1.0),
+        (Some(0.0), Some(_)) => Some(1.0),
         _ => None,
     };
     match name {
@@ -154,7 +152,9 @@ mod tests {
         assert_eq!(check(&only_failure, Some(0.01)).unwrap(), MetricOutcome::Successful);
 
         let only_success = metric(Some("result <= 0.02"), None);
-        assert!(matches!(check(&only_success, Some(0.05)).unwrap(), MetricOutcome::Failed(m) if m.contains("0.0500 does not meet")));
+        assert!(
+            matches!(check(&only_success, Some(0.05)).unwrap(), MetricOutcome::Failed(m) if m.contains("0.0500 does not meet"))
+        );
 
         let both = metric(Some("result <= 0.01"), Some("result > 0.05"));
         assert!(matches!(check(&both, Some(0.03)).unwrap(), MetricOutcome::Inconclusive(_)));

@@ -197,9 +197,17 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
 
 fn check_prometheus(p: &PrometheusSettings) -> Result<(), String> {
     match reqwest::Url::parse(&p.url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-        Ok(u) => return Err(format!("prometheus.url `{}`: scheme `{}` is not http or https", p.url, u.scheme())),
-        Err(e) => return Err(format!("prometheus.url `{}` is not a URL ({e}); write e.g. `http://127.0.0.1:9090`", p.url)),
+        Ok(u) if u.scheme() == "http" => {}
+        Ok(u) => {
+            return Err(format!(
+                "prometheus.url `{}`: scheme `{}` is not supported; write e.g. `http://127.0.0.1:9090` (plain http only)",
+                p.url,
+                u.scheme()
+            ));
+        }
+        Err(e) => {
+            return Err(format!("prometheus.url `{}` is not a URL ({e}); write e.g. `http://127.0.0.1:9090`", p.url));
+        }
     }
     if p.timeout.0.is_zero() {
         return Err("prometheus.timeout must be more than 0s".into());
@@ -210,11 +218,7 @@ fn check_prometheus(p: &PrometheusSettings) -> Result<(), String> {
 /// A template on its own: a judge that exists, a usable interval and count, conditions that compile.
 fn check_template(t: &AnalysisTemplate) -> Result<(), String> {
     if !crate::analysis::judges::JUDGE_NAMES.contains(&t.judge.as_str()) {
-        return Err(format!(
-            "judge `{}` is not one of {}",
-            t.judge,
-            crate::analysis::judges::JUDGE_NAMES.join(", ")
-        ));
+        return Err(format!("judge `{}` is not one of {}", t.judge, crate::analysis::judges::JUDGE_NAMES.join(", ")));
     }
     if t.interval.0.as_secs() == 0 {
         return Err("interval must be at least 1s".into());
@@ -355,6 +359,76 @@ mod tests {
         format!(
             "[[environments]]\nname = \"dev\"\n{extra_env}\n[[apps]]\nname = \"a\"\n{extra_app}\n[[apps.versions]]\nversion = \"1.0.0\"\n"
         )
+    }
+
+    /// An estate with `top` (templates, prometheus) before it and one canary app whose steps are `steps`.
+    fn templated(top: &str, steps: &str, app_extra: &str) -> Result<Estate, String> {
+        let text = format!(
+            "{top}\n[[environments]]\nname = \"dev\"\n[[environments]]\nname = \"prod\"\n[[apps]]\nname = \"a\"\nstrategy = \"canary\"\n{app_extra}\n[apps.canary]\nsteps = {steps}\n[[apps.versions]]\nversion = \"1.0.0\"\n"
+        );
+        Estate::parse(&text, "t.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_step_names_a_template_and_overrides_its_keys_per_step_and_per_environment() {
+        let top = "[analysis_templates.quick]\njudge = \"threshold\"\ninterval = \"5s\"\ncount = 4\n\
+                   [[analysis_templates.quick.metrics]]\nname = \"error_rate\"\nfailure_condition = \"result > 0.02\"\n";
+        let app = "[apps.overrides.prod.analysis_templates.quick]\ncount = 20";
+        let e = templated(top, r#"[{ analysis = { template = "quick", interval = "10s" } }]"#, app).unwrap();
+        let resolve = |env: &str| {
+            let s = e.settings(env, "a").unwrap();
+            let CanaryStep::Analysis(spec) = &s.canary.steps[0] else { panic!("not an analysis") };
+            s.analysis_template(spec).unwrap()
+        };
+        let dev = resolve("dev");
+        assert_eq!((dev.judge.as_str(), dev.interval.0.as_secs(), dev.count), ("threshold", 10, 4));
+        assert_eq!(dev.metrics.len(), 1);
+        assert_eq!(dev.min_requests, Some(10), "the app's canary.min_requests");
+        assert_eq!(resolve("prod").count, 20);
+    }
+
+    #[test]
+    fn template_mistakes_are_refused_naming_the_key_and_the_fix() {
+        let cases = [
+            ("", r#"[{ analysis = { template = "nope" } }]"#, "template `nope` is not declared"),
+            (
+                "[analysis_templates.x]\njudge = \"magic\"",
+                "[]",
+                "analysis_templates.x: judge `magic` is not one of standard, threshold, mann-whitney, sequential",
+            ),
+            ("", r#"[{ analysis = { judge = "magic" } }]"#, "canary.steps[0].analysis: judge `magic`"),
+            ("", r#"[{ analysis = { interval = "0s" } }]"#, "interval must be at least 1s"),
+            ("", r#"[{ analysis = { count = 0 } }]"#, "count must be at least 1"),
+            (
+                "",
+                r#"[{ analysis = { metrics = [{ name = "error_rate" }] } }]"#,
+                "needs a success_condition or a failure_condition",
+            ),
+            (
+                "",
+                r#"[{ analysis = { metrics = [{ name = "error_rate", failure_condition = "reslt > 1" }] } }]"#,
+                "unknown name `reslt`",
+            ),
+            (
+                "",
+                r#"[{ analysis = { metrics = [{ name = "latency", failure_condition = "result > 1" }] } }]"#,
+                "latency",
+            ),
+            ("", r#"[{ analysis = { provider = "prometheus" } }]"#, "needs a [prometheus] table"),
+            ("[prometheus]\nurl = \"localhost:9090\"", "[]", "prometheus.url"),
+        ];
+        for (top, steps, want) in cases {
+            let err = templated(top, steps, "").unwrap_err();
+            assert!(err.contains(want) && err.contains("t.toml"), "{steps}: {err}");
+        }
+        assert!(
+            templated(
+                "[prometheus]\nurl = \"http://127.0.0.1:9090\"",
+                r#"[{ analysis = { provider = "prometheus" } }]"#,
+                ""
+            )
+            .is_ok()
+        );
     }
 
     #[test]

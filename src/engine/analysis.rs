@@ -9,7 +9,7 @@ use super::steps::{StepCtx, StepResult, record_measurement};
 use crate::analysis::conditions::{self, MetricOutcome};
 use crate::analysis::judges::{self, Decision, Judge};
 use crate::analysis::{MetricsProvider, VersionMetrics};
-use crate::model::{AnalysisRules, Verdict};
+use crate::model::{AnalysisRules, MetricsSource, Verdict};
 
 /// What an analysis has seen so far; kept while its release is paused on it, so a resume keeps
 /// the judge's evidence.
@@ -164,7 +164,10 @@ async fn measure(
         let more = rules.min_requests - c.requests;
         (
             Verdict::Inconclusive,
-            format!("not enough canary traffic: {} requests, {} needed (about {more} more)", c.requests, rules.min_requests),
+            format!(
+                "not enough canary traffic: {} requests, {} needed (about {more} more)",
+                c.requests, rules.min_requests
+            ),
         )
     } else if !unsure.is_empty() {
         (Verdict::Inconclusive, unsure.join("; "))
@@ -179,13 +182,19 @@ async fn measure(
     if !notes.is_empty() {
         detail.push_str(&format!(" · {}", notes.join("; ")));
     }
+    if rules.provider != MetricsSource::Local {
+        detail.push_str(&format!(" · from {}", rules.provider.as_str()));
+    }
     record_measurement(ctx, verdict, &c, &s, &detail);
 
     match decision {
         Decision::Fail { message, .. } => return Some(StepResult::Fail(format!("analysis Failed: {message}"))),
         // The judge has its evidence; a metric condition failing in this same window still counts below.
         Decision::Pass { message } if verdict != Verdict::Fail => {
-            return Some(StepResult::Done(format!("analysis Successful after {} measurements: {message}", p.measurements)));
+            return Some(StepResult::Done(format!(
+                "analysis Successful after {} measurements: {message}",
+                p.measurements
+            )));
         }
         Decision::Pass { .. } => {}
         Decision::Inconclusive { message, .. } => return Some(inconclusive_pause(&message)),

@@ -89,7 +89,11 @@ struct World {
 }
 
 fn world_with(store: Arc<Store>, restore: &std::collections::BTreeMap<Target, WorkloadSpec>) -> World {
-    let estate = Arc::new(Estate::parse(ESTATE, "test estate").unwrap());
+    world_of(ESTATE, store, restore)
+}
+
+fn world_of(text: &str, store: Arc<Store>, restore: &std::collections::BTreeMap<Target, WorkloadSpec>) -> World {
+    let estate = Arc::new(Estate::parse(text, "test estate").unwrap());
     let cluster = FakeCluster::new(&estate, restore);
     let engine = Engine::new(estate.clone(), cluster.clone(), cluster.clone(), store.clone(), false);
     World { engine, cluster, store, estate }
@@ -165,6 +169,8 @@ impl World {
 use crate::cluster::{Routing, WorkloadSpec};
 use crate::store::Store;
 
+mod analysis;
+
 #[tokio::test(start_paused = true)]
 async fn a_good_canary_walks_every_step_and_ends_verified() {
     let w = world();
@@ -204,7 +210,10 @@ async fn a_canary_erroring_at_8_percent_rolls_back_naming_the_measurement() {
     let r = w.run(deploy("1.2.0-errors", StrategyKind::Canary)).await;
     assert_eq!(r.status, Status::RolledBack);
     let why = r.reason.unwrap();
-    assert!(why.contains("analysis Failed: error_rate: 0.0800 > 0.0000 (1.5 × stable 0.0000; 20 of 250 requests failed)"), "{why}");
+    assert!(
+        why.contains("analysis Failed: error_rate: 0.0800 > 0.0000 (1.5 × stable 0.0000; 20 of 250 requests failed)"),
+        "{why}"
+    );
     assert_eq!(w.routing(), Routing::all_to("1.0.0"));
     assert_eq!(w.replicas("1.2.0-errors").await, 0);
     assert_eq!(w.replicas("1.0.0").await, 4);

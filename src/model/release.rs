@@ -232,7 +232,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 5] = [Verdict::Pass, Verdict::Fail, Verdict::Inconclusive, Verdict::NoData, Verdict::Error];
+    pub const ALL: [Verdict; 5] =
+        [Verdict::Pass, Verdict::Fail, Verdict::Inconclusive, Verdict::NoData, Verdict::Error];
 
     /// How the console and the CLI show it.
     pub fn label(self) -> &'static str {

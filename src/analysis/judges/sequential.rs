@@ -326,6 +326,32 @@ impl Judge for SequentialJudge {
     fn name(&self) -> &'static str {
         "sequential"
     }
+
+    fn progress(&self) -> String {
+        // Share of the way (log scale) from no evidence to the boundary, 0–100%.
+        let way = |log_now: f64, boundary: f64| (100.0 * log_now / boundary.ln()).clamp(0.0, 100.0);
+        let (c, s) = (self.canary, self.stable);
+        let mut out = format!(
+            "errors: canary {}/{} vs stable {}/{}, evidence to roll back {:.0}% of the way, to pass {:.0}%",
+            c.1,
+            c.0,
+            s.1,
+            s.0,
+            way(log_mixture(&self.err_weights, &self.err_log_lr), 1.0 / self.cfg.alpha_errors()),
+            way(self.err_pass_log_lr, 1.0 / self.cfg.beta),
+        );
+        if self.cfg.judge_latency && self.lat_compared > 0 {
+            out.push_str(&format!(
+                "; latency: {}/{} canary requests above stable's p{:.0}, to roll back {:.0}%, to pass {:.0}%",
+                self.lat_exceeded,
+                self.lat_compared,
+                100.0 * self.cfg.latency_quantile,
+                way(log_mixture(&self.lat_weights, &self.lat_log_lr), 1.0 / self.cfg.alpha_latency()),
+                way(self.lat_pass_log_lr, 1.0 / self.cfg.beta),
+            ));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +360,17 @@ mod tests {
 
     fn errors_only() -> SequentialJudge {
         SequentialJudge::new(SequentialConfig { judge_latency: false, ..Default::default() })
+    }
+
+    #[test]
+    fn progress_tells_how_far_the_evidence_has_come() {
+        let mut j = errors_only();
+        j.observe(&Sample::new(1000, 10), &Sample::new(9000, 90));
+        let p = j.progress();
+        assert!(p.starts_with("errors: canary 10/1000 vs stable 90/9000, evidence to roll back 0% of the way, to pass "), "{p}");
+        let mut bad = errors_only();
+        bad.observe(&Sample::new(1000, 30), &Sample::new(9000, 90));
+        assert!(!bad.progress().contains("roll back 0%"), "3x the errors moves towards a rollback: {}", bad.progress());
     }
 
     #[test]
