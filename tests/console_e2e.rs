@@ -269,10 +269,10 @@ fn a_bad_canary_rolls_back_and_a_release_in_progress_is_aborted_from_the_keyboar
     let s = c.wait_for("the bad canary rolled back on the Rollout pane", |s| {
         s.contains("Rollout — dev/web") && s.contains(" rolled_back  canary  1.0.0 → 1.1.0-bad")
     });
-    let why = line_with(&s, "analysis failed").unwrap_or_else(|| panic!("no reason for the rollback:\n{s}"));
-    assert!(why.contains("error_rate: canary") && why.contains("rolled back to 1.0.0"), "{why}\n{s}");
+    let why = line_with(&s, "analysis Failed").unwrap_or_else(|| panic!("no reason for the rollback:\n{s}"));
+    assert!(why.contains("error_rate: 0.") && why.contains("1.5 × stable"), "{why}\n{s}");
     assert!(
-        line_with(&s, "analysis: 2 × every 1s").is_some_and(|l| l.contains('✗')),
+        line_with(&s, "analysis 2×1s standard").is_some_and(|l| l.contains('✗')),
         "the failed step is marked:\n{s}"
     );
 
@@ -283,7 +283,7 @@ fn a_bad_canary_rolls_back_and_a_release_in_progress_is_aborted_from_the_keyboar
         .lines()
         .find(|l| l.contains("FAIL"))
         .unwrap_or_else(|| panic!("no FAIL measurement on the Analysis pane:\n{s}"));
-    assert!(fail.contains("error_rate: canary") && fail.contains("requests failed"), "{fail}\n{s}");
+    assert!(fail.contains("error_rate: 0.") && fail.contains("requests failed"), "{fail}\n{s}");
 
     // The environments pane: dev is back on 1.0.0, its release rolled back.
     c.keys(&["1"]);

@@ -25,15 +25,16 @@ fn a_canary_of_a_good_version_ends_verified() {
 }
 
 #[test]
-fn a_canary_erroring_at_8_percent_rolls_back_with_exit_code_1() {
+fn a_canary_erroring_at_20_percent_rolls_back_with_exit_code_1() {
     let s = Shipdeck::new();
     let (code, out, _) = s.sh(&["deploy", "checkout", "1.6.0-bad", "--env", "dev"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("measurement FAIL: error_rate: canary"), "{out}");
+    assert!(out.contains("measurement FAIL: error_rate: 0."), "{out}");
     let h = s.history("checkout");
     let r = &h[0]["release"];
     assert_eq!(r["status"], "rolled_back");
-    assert!(r["reason"].as_str().unwrap().contains("error_rate: canary"), "{r}");
+    let why = r["reason"].as_str().unwrap();
+    assert!(why.contains("analysis Failed: error_rate: ") && why.contains("canary requests failed"), "{r}");
     assert_eq!(statuses(&h[0]), ["planned", "in_progress", "rolled_back"]);
     assert!(h[0]["measurements"].as_array().unwrap().iter().any(|m| m["verdict"] == "fail"));
     let w = s.workload("dev", "checkout");

@@ -50,7 +50,8 @@ pub struct SequentialConfig {
     pub min_stable_latencies: u64,
     /// An error rate this low (95% upper bound) passes whatever stable's is.
     pub negligible_error_rate: f64,
-    /// Pass as soon as every test has pass evidence, instead of waiting for the end.
+    /// Pass as soon as every test has pass evidence (the default: a canary is decided as soon as
+    /// the evidence is enough either way, passing a 2× regression with probability at most β).
     pub early_pass: bool,
 }
 
@@ -69,7 +70,7 @@ impl Default for SequentialConfig {
             quantile_margin_z: 2.0,
             min_stable_latencies: 500,
             negligible_error_rate: 0.0005,
-            early_pass: false,
+            early_pass: true,
         }
     }
 }
@@ -367,7 +368,10 @@ mod tests {
         let mut j = errors_only();
         j.observe(&Sample::new(1000, 10), &Sample::new(9000, 90));
         let p = j.progress();
-        assert!(p.starts_with("errors: canary 10/1000 vs stable 90/9000, evidence to roll back 0% of the way, to pass "), "{p}");
+        assert!(
+            p.starts_with("errors: canary 10/1000 vs stable 90/9000, evidence to roll back 0% of the way, to pass "),
+            "{p}"
+        );
         let mut bad = errors_only();
         bad.observe(&Sample::new(1000, 30), &Sample::new(9000, 90));
         assert!(!bad.progress().contains("roll back 0%"), "3x the errors moves towards a rollback: {}", bad.progress());
@@ -394,12 +398,22 @@ mod tests {
     }
 
     #[test]
-    fn a_good_canary_with_enough_traffic_passes_at_the_end() {
+    fn a_good_canary_passes_as_soon_as_the_evidence_is_enough_or_at_the_end() {
         let mut j = errors_only();
-        for _ in 0..300 {
-            assert_eq!(j.observe(&Sample::new(100, 1), &Sample::new(900, 9)), Decision::Continue);
+        let mut passed_at = None;
+        for i in 0..300 {
+            if let Decision::Pass { .. } = j.observe(&Sample::new(100, 1), &Sample::new(900, 9)) {
+                passed_at = Some(i);
+                break;
+            }
         }
-        assert!(matches!(j.finish(), Decision::Pass { .. }), "{:?}", j.finish());
+        assert!(passed_at.is_some_and(|i| i > 5), "needs evidence first, then passes early: {passed_at:?}");
+        let mut late =
+            SequentialJudge::new(SequentialConfig { judge_latency: false, early_pass: false, ..Default::default() });
+        for _ in 0..300 {
+            assert_eq!(late.observe(&Sample::new(100, 1), &Sample::new(900, 9)), Decision::Continue);
+        }
+        assert!(matches!(late.finish(), Decision::Pass { .. }), "{:?}", late.finish());
     }
 
     #[test]
@@ -453,13 +467,17 @@ mod tests {
         }
         assert!(matches!(last, Decision::Fail { ref metric, .. } if metric == "latency_slow_share"), "{last:?}");
         let mut j = SequentialJudge::new(SequentialConfig::default());
+        let mut last = Decision::Continue;
         for _ in 0..300 {
-            let d = j.observe(
+            last = j.observe(
                 &Sample::new(100, 1).with_latencies(like.clone()),
                 &Sample::new(900, 9).with_latencies(stable.clone()),
             );
-            assert_eq!(d, Decision::Continue);
+            assert!(!matches!(last, Decision::Fail { .. }), "{last:?}");
+            if last.is_final() {
+                break;
+            }
         }
-        assert!(matches!(j.finish(), Decision::Pass { .. }), "{:?}", j.finish());
+        assert!(matches!(last, Decision::Pass { .. }), "{last:?}");
     }
 }

@@ -67,14 +67,17 @@ async fn the_sequential_template_passes_a_good_canary_explaining_each_measuremen
     let r = w.run(deploy("1.1.0", StrategyKind::Canary)).await;
     assert_eq!(r.status, Status::Verified, "{:?}", r.reason);
     let ms = w.store.measurements(&r.id).unwrap();
-    assert_eq!(ms.len(), 12);
+    assert!((2..12).contains(&ms.len()), "passed as soon as the evidence was enough: {} measurements", ms.len());
     for m in &ms {
         assert_eq!(m.verdict, Verdict::Pass, "{}", m.detail);
         assert!(m.detail.contains("error_rate 0.010 vs 0.010 (2500 vs 7500 requests)"), "{}", m.detail);
         assert!(m.detail.contains("· sequential"), "{}", m.detail);
     }
     let outcome = analysis_outcome(&w, &r.id);
-    assert!(outcome.starts_with("analysis Successful after 12 measurements"), "{outcome}");
+    assert!(
+        outcome.starts_with(&format!("analysis Successful after {} measurements: error_rate", ms.len())),
+        "{outcome}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
