@@ -120,9 +120,24 @@ pub fn fixture() -> Snapshot {
             },
         ],
         measurements: vec![
-            m(4, Verdict::Pass, 0.0, "error_rate 0.000 vs 0.000, p99 23.4 ms vs 24.0 ms"),
-            m(7, Verdict::Inconclusive, 0.0, "not enough canary traffic: 6 requests, 10 needed (about 4 more)"),
-            m(10, Verdict::Fail, 0.081, "error_rate: canary 0.081 > 1.5 × stable 0.000 (4 of 48 requests failed)"),
+            m(
+                4,
+                Verdict::Pass,
+                0.0,
+                "error_rate 0.000 vs 0.000 (48 vs 190 requests), p99 23.4 ms vs 24.0 ms · sequential",
+            ),
+            m(
+                7,
+                Verdict::Inconclusive,
+                0.0,
+                "not enough canary traffic: 6 requests, 10 needed (about 4 more) · sequential",
+            ),
+            m(
+                10,
+                Verdict::Fail,
+                0.081,
+                "error_rate: 0.0810 > 0.0100 (stable's; ≈8.1× it, 4 of 48 canary requests failed; likelihood ratio 212 ≥ 143)",
+            ),
         ],
     };
     let log = (0..30)
