@@ -247,6 +247,7 @@ pub(crate) fn prometheus_provider(
         (&mut q.errors, &over.errors),
         (&mut q.p50_ms, &over.p50_ms),
         (&mut q.p99_ms, &over.p99_ms),
+        (&mut q.histogram, &over.histogram),
     ] {
         if let Some(v) = value {
             *slot = v.clone();

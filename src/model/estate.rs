@@ -415,6 +415,9 @@ pub struct PrometheusQueries {
     pub p50_ms: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<String>,
+    /// Per-bucket counts of the latency histogram over the window (`sum by (le) (…)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
 }
 
 impl AppSettings {
