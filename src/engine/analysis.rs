@@ -160,6 +160,8 @@ async fn measure(
         (Verdict::Fail, failed.join("; "))
     } else if c.requests == 0 {
         (Verdict::NoData, "no canary requests in the window".to_string())
+    } else if s.requests == 0 {
+        (Verdict::NoData, "no stable requests in the window to compare with".to_string())
     } else if c.requests < rules.min_requests {
         let more = rules.min_requests - c.requests;
         (
