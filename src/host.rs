@@ -119,11 +119,12 @@ fn spawn_scrape_targets(
     let path = scrape_targets_file(data_dir);
     tokio::spawn(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut watchers = Vec::new();
+        // Dropped with this task, also when it is aborted: the watchers go with it.
+        let mut watchers = AbortOnDrop(Vec::new());
         for t in &targets {
             let Ok(mut w) = crate::cluster::Cluster::watch(cluster.as_ref(), t).await else { continue };
             let tx = tx.clone();
-            watchers.push(tokio::spawn(async move {
+            watchers.0.push(tokio::spawn(async move {
                 while w.changed().await.is_ok() {
                     if tx.send(()).is_err() {
                         break;
@@ -156,10 +157,17 @@ fn spawn_scrape_targets(
             // Coalesce a burst of changes (a scale of several pods) into one write.
             while rx.try_recv().is_ok() {}
         }
-        for w in watchers {
+    })
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for w in &self.0 {
             w.abort();
         }
-    })
+    }
 }
 
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
@@ -256,6 +264,8 @@ impl Host {
     /// workload and stop the cluster.
     pub async fn stop(self) {
         self.scrape.abort();
+        // The pods stop with this process: a Prometheus reading the file should not scrape them.
+        let _ = std::fs::remove_file(scrape_targets_file(&self.data_dir));
         if let Some(task) = &self.control {
             task.abort();
             let _ = std::fs::remove_file(crate::control::socket_path(&self.data_dir));

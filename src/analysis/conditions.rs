@@ -57,7 +57,7 @@ pub enum MetricOutcome {
 /// fails when there is no failure condition, and is inconclusive when there is one.
 pub fn check(metric: &MetricCheck, value: Option<f64>) -> Result<MetricOutcome, String> {
     let name = metric.name.as_str();
-    let Some(v) = value.filter(|v| v.is_finite()) else {
+    let Some(v) = value.filter(|v| !v.is_nan()) else {
         return Ok(MetricOutcome::Inconclusive(format!("{name}: no value in the window")));
     };
     let failure = metric.failure_condition.as_deref().map(Condition::parse).transpose()?;
@@ -98,6 +98,8 @@ pub fn value(name: MetricName, canary: &super::VersionMetrics, stable: &super::V
     let ratio = |c: Option<f64>, s: Option<f64>| match (c, s) {
         (Some(c), Some(s)) if s > 0.0 => Some(c / s),
         (Some(0.0), Some(_)) => Some(1.0),
+        // Canary errs (or is slow) where stable does not: worse by any ratio.
+        (Some(_), Some(_)) => Some(f64::INFINITY),
         _ => None,
     };
     match name {
@@ -166,5 +168,25 @@ mod tests {
     fn a_metric_needs_a_condition() {
         assert!(validate(&metric(None, None)).is_err());
         assert!(validate(&metric(Some("result < 0.1"), None)).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+    use crate::analysis::VersionMetrics;
+
+    #[test]
+    fn error_rate_ratio_fails_a_canary_that_errs_when_stable_does_not() {
+        let m = MetricCheck {
+            name: MetricName::ErrorRateRatio,
+            success_condition: None,
+            failure_condition: Some("result > 2".into()),
+            dry_run: false,
+        };
+        let canary = VersionMetrics { requests: 1000, errors: 80, ..Default::default() };
+        let stable = VersionMetrics { requests: 3000, errors: 0, ..Default::default() };
+        let out = check(&m, value(m.name, &canary, &stable)).unwrap();
+        assert!(matches!(out, MetricOutcome::Failed(_)), "8% errors vs stable's 0%: {out:?}");
     }
 }

@@ -57,10 +57,11 @@ pub(crate) async fn run(ctx: &StepCtx<'_>, prev: &str, step: AnalysisStep<'_>, p
     let new = ctx.release.version.as_str();
     let provider = match ctx.inner.provider(ctx.target, ctx.settings, rules.provider) {
         Ok(p) => p,
+        Err(e) if rules.dry_run => return StepResult::Done(format!("dry run, nothing enforced: analysis Error: {e}")),
         Err(e) => return StepResult::WaitForPerson(format!("analysis Error: {e}; nothing was promoted")),
     };
     if p.judge.is_none() {
-        match judges::by_name(&rules.judge, 1) {
+        match judges::by_name(&rules.judge, 1, rules.min_requests) {
             Some(j) => p.judge = Some(j),
             None => return StepResult::Fail(format!("analysis: no judge is named `{}`", rules.judge)),
         }
@@ -77,12 +78,21 @@ pub(crate) async fn run(ctx: &StepCtx<'_>, prev: &str, step: AnalysisStep<'_>, p
             r => r,
         }
     };
+    // A dry run measures every window: the first thing it would have enforced is reported at the end.
+    let mut unenforced: Option<StepResult> = None;
     while p.measurements < step.count {
         tokio::time::sleep(step.interval).await;
         p.measurements += 1;
-        if let Some(r) = measure(ctx, new, prev, provider.as_ref(), &step, p).await {
-            return dry(r);
+        match measure(ctx, new, prev, provider.as_ref(), &step, p).await {
+            Some(r @ (StepResult::Fail(_) | StepResult::WaitForPerson(_))) if rules.dry_run => {
+                unenforced.get_or_insert(r);
+            }
+            Some(r) => return dry(r),
+            None => {}
         }
+    }
+    if let Some(r) = unenforced {
+        return dry(r);
     }
     let Some(judge) = p.judge.as_mut() else { return StepResult::Fail("analysis: no judge".into()) };
     dry(match judge.finish() {
@@ -148,6 +158,7 @@ async fn measure(
             Ok(MetricOutcome::Failed(why)) => failed.push(why),
             Ok(MetricOutcome::Inconclusive(why)) if m.dry_run => notes.push(format!("{why} (dry run)")),
             Ok(MetricOutcome::Inconclusive(why)) => unsure.push(why),
+            Err(e) if m.dry_run => notes.push(format!("{}: {e} (dry run)", m.name.as_str())),
             Err(e) => unsure.push(format!("{}: {e}", m.name.as_str())),
         }
     }

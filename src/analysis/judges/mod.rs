@@ -91,11 +91,13 @@ pub const JUDGE_NAMES: [&str; 4] = ["standard", "threshold", "mann-whitney", "se
 
 /// A judge with its defaults, by the name a template uses. `windows_per_check` is how many
 /// observed windows make one check for the interval-based judges (1 when each observation is one
-/// analysis interval).
-pub fn by_name(name: &str, windows_per_check: u32) -> Option<Box<dyn Judge>> {
+/// analysis interval); `min_requests` is the canary traffic a check needs to count.
+pub fn by_name(name: &str, windows_per_check: u32, min_requests: u64) -> Option<Box<dyn Judge>> {
     Some(match name {
-        "standard" => Box::new(StandardJudge::new(10, windows_per_check)),
-        "threshold" => Box::new(ThresholdJudge::new(ThresholdConfig { windows_per_check, ..Default::default() })),
+        "standard" => Box::new(StandardJudge::new(min_requests, windows_per_check)),
+        "threshold" => {
+            Box::new(ThresholdJudge::new(ThresholdConfig { windows_per_check, min_requests, ..Default::default() }))
+        }
         "mann-whitney" => Box::new(MannWhitneyJudge::new(MannWhitneyConfig {
             windows_per_interval: windows_per_check,
             ..Default::default()
@@ -112,16 +114,16 @@ mod tests {
     #[test]
     fn every_named_judge_exists_and_knows_its_name() {
         for name in JUDGE_NAMES {
-            let judge = by_name(name, 1).expect(name);
+            let judge = by_name(name, 1, 10).expect(name);
             assert_eq!(judge.name(), name);
         }
-        assert!(by_name("nope", 1).is_none());
+        assert!(by_name("nope", 1, 10).is_none());
     }
 
     #[test]
     fn no_judge_passes_a_canary_it_never_saw() {
         for name in JUDGE_NAMES {
-            let mut judge = by_name(name, 1).expect(name);
+            let mut judge = by_name(name, 1, 10).expect(name);
             assert!(matches!(judge.finish(), Decision::Inconclusive { .. }), "{name}");
         }
     }

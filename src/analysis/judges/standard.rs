@@ -55,8 +55,12 @@ impl StandardJudge {
         let canary = std::mem::take(&mut self.canary);
         let mut stable = std::mem::take(&mut self.stable);
         let mut canary_lat = canary.latencies;
-        if canary.requests < self.min_requests.max(1) || stable.requests == 0 {
+        if canary.requests < self.min_requests.max(1) {
             self.last = format!("last window had {} canary requests, {} needed", canary.requests, self.min_requests);
+            return Decision::Continue;
+        }
+        if stable.requests == 0 {
+            self.last = "last window had no stable requests to compare with".to_string();
             return Decision::Continue;
         }
         let (ce, se) = (canary.errors as f64 / canary.requests as f64, stable.rate());
@@ -108,7 +112,7 @@ impl Judge for StandardJudge {
             Decision::Pass { message: format!("{} checks passed; {}", self.passed_checks, self.last) }
         } else {
             Decision::Inconclusive {
-                message: format!("no window had enough canary traffic to judge ({})", self.last),
+                message: format!("no window could be judged ({})", self.last),
                 more_requests: Some(self.min_requests.saturating_sub(self.canary_total).max(1)),
             }
         }
@@ -169,5 +173,23 @@ mod tests {
         assert_eq!(j.progress(), "error_rate 0.0100 vs stable 0.0100");
         j.observe(&Sample::new(3, 0), &Sample::new(900, 0));
         assert_eq!(j.progress(), "last window had 3 canary requests, 10 needed");
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_stable_is_not_blamed_on_canary_traffic() {
+        let mut j = StandardJudge::new(10, 1);
+        j.observe(&Sample::new(500, 40), &Sample::new(0, 0));
+        let p = j.progress();
+        assert!(!p.contains("500 canary requests, 10 needed"), "{p}");
+        let d = j.finish();
+        assert!(
+            !matches!(&d, Decision::Inconclusive { message, .. } if message.contains("no window had enough canary traffic")),
+            "{d:?}"
+        );
     }
 }

@@ -229,3 +229,74 @@ async fn every_judge_can_be_chosen_and_each_rolls_back_an_8_percent_canary() {
         assert!(detail.contains(&format!("· {judge}")), "{judge}: {detail}");
     }
 }
+
+// ---- review tests ----
+
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_measures_every_window_not_just_up_to_the_first_failure() {
+    // README: "With `dry_run` everything is measured and stored and nothing fails or pauses."
+    let w = world_for(1000, r#"{ judge = "standard", interval = "10s", count = 3, dry_run = true }"#);
+    let r = w.run(deploy("1.2.0-errors", StrategyKind::Canary)).await;
+    assert_eq!(r.status, Status::Verified, "{:?}", r.reason);
+    let ms = w.store.measurements(&r.id).unwrap();
+    assert_eq!(ms.len(), 3, "dry run stopped measuring (and promoted) after the first failed window: {ms:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_standard_judge_honours_the_template_s_min_requests() {
+    // 2 req/s: about 5 canary requests a window; the template says 3 are enough, so every
+    // window is a Pass measurement, and the standard judge should pass the canary at the end.
+    let w = world_for(2, r#"{ judge = "standard", interval = "10s", count = 3, min_requests = 3 }"#);
+    let mut rx = w.engine.subscribe();
+    let id = w.engine.execute("alice", deploy("1.1.0", StrategyKind::Canary)).await.unwrap().release.unwrap().id;
+    let r = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            match rx.recv().await.unwrap() {
+                Event::Release { release, .. } if release.status == Status::Paused => return *release,
+                Event::Finished { release_id, .. } if release_id == id => {
+                    return w.store.release(&id).unwrap().unwrap();
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let ms = w.store.measurements(&id).unwrap();
+    assert!(ms.iter().all(|m| m.verdict == Verdict::Pass), "{ms:?}");
+    assert_eq!(r.status, Status::Verified, "every measurement passed, yet: {:?}", r.reason);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_standard_judge_does_not_fail_windows_the_template_calls_too_small() {
+    // 10 req/s: 25 canary requests a window at 8% errors; the template needs 50 a window, so
+    // every measurement is inconclusive, and the release should pause, not roll back.
+    let w = world_for(
+        10,
+        r#"{ judge = "standard", interval = "10s", count = 3, min_requests = 50, inconclusive_limit = 1 }"#,
+    );
+    let mut rx = w.engine.subscribe();
+    let id = w.engine.execute("alice", deploy("1.2.0-errors", StrategyKind::Canary)).await.unwrap().release.unwrap().id;
+    let r = tokio::time::timeout(Duration::from_secs(600), async {
+        loop {
+            match rx.recv().await.unwrap() {
+                Event::Release { release, .. } if release.status == Status::Paused => return *release,
+                Event::Finished { release_id, .. } if release_id == id => {
+                    return w.store.release(&id).unwrap().unwrap();
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, Status::Paused, "{:?}", r.reason);
+}
+
+#[test]
+fn a_stored_plan_from_before_templates_reads_back() {
+    let json = r#"[{"type":"analysis","interval_secs":30,"count":3,"inconclusive_limit":3}]"#;
+    let plan: Vec<Step> = serde_json::from_str(json).unwrap();
+    let Step::Analysis { rules, .. } = &plan[0] else { panic!() };
+    assert_eq!(rules.judge, "standard");
+}
