@@ -3,11 +3,13 @@
 //! document as JSON (targeting rules it does not edit pass through untouched) and edits what
 //! the console edits today: a flag's state and its rollout percentage.
 
+pub mod eval;
 pub mod file;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+pub use eval::FlagEvaluator;
 pub use file::FileFlagStore;
 
 /// The demo flags written to a new data dir.
@@ -69,6 +71,8 @@ impl FlagSet {
                 return Err(invalid(format!("flags.{key}.defaultVariant `{d}` is not one of its variants")));
             }
         }
+        // Targeting must compile (JsonLogic, known operators, every `$ref` defined).
+        FlagEvaluator::from_doc(&doc, source, std::sync::Arc::new(eval::SystemClock))?;
         Ok(Self { doc })
     }
 

@@ -1,0 +1,428 @@
+//! Flag evaluation as flagd evaluates: JsonLogic targeting (datalogic-rs, compiled once per
+//! document load) plus flagd's custom operations `fractional`, `sem_ver`, `starts_with` and
+//! `ends_with`, written here rather than taken from datalogic-rs's `flagd` feature (see
+//! [`ops`]); `$flagd.flagKey` and `$flagd.timestamp` in the context; shared `$evaluators`
+//! inlined where a rule says `{"$ref": "name"}`.
+//!
+//! The result of a targeting rule picks the variant: a variant name (or `true` / `false`, for
+//! the variants named `"true"` / `"false"`) is a TARGETING_MATCH, `null` is DEFAULT, anything
+//! else is an ERROR. A custom operation given input it cannot use makes the whole rule `null`,
+//! so the flag falls back to its default variant, as flagd's conformance suite asks
+//! (`@operator-errors`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datalogic_rs::bumpalo::Bump;
+use datalogic_rs::datavalue::NumberValue;
+use datalogic_rs::{DataValue, Engine, ErrorKind, Logic};
+use serde_json::{Map, Value};
+
+use super::{FlagError, FlagSet};
+
+pub mod ops;
+
+/// The evaluation context: attributes the rules read with `var`, and `targetingKey`.
+pub type Context = Map<String, Value>;
+
+/// The time `$flagd.timestamp` reports, in Unix seconds. Injectable for tests.
+pub trait Clock: Send + Sync {
+    fn unix_seconds(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn unix_seconds(&self) -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+}
+
+/// A clock that always says the same second.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub i64);
+
+impl Clock for FixedClock {
+    fn unix_seconds(&self) -> i64 {
+        self.0
+    }
+}
+
+/// Why a flag resolved as it did (OpenFeature's reasons, as flagd reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// No targeting: the default variant, always.
+    Static,
+    /// The targeting rule named a variant.
+    TargetingMatch,
+    /// The targeting rule returned null (or a custom operation could not evaluate): the
+    /// default variant, or the application's code default when the flag has none.
+    Default,
+    /// The flag is DISABLED: the application's code default.
+    Disabled,
+    /// See the error code.
+    Error,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Default => "DEFAULT",
+            Reason::Disabled => "DISABLED",
+            Reason::Error => "ERROR",
+        })
+    }
+}
+
+/// OpenFeature error codes flagd returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    FlagNotFound,
+    /// The rule failed to evaluate or returned something that is not one of the variants.
+    ParseError,
+    TypeMismatch,
+    General,
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::General => "GENERAL",
+        })
+    }
+}
+
+/// One evaluation's outcome. `variant` and `value` are `None` when the application's code
+/// default applies (DISABLED, ERROR, or no default variant).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution<'e> {
+    pub variant: Option<&'e str>,
+    pub value: Option<&'e Value>,
+    pub reason: Reason,
+    pub error: Option<ErrorCode>,
+}
+
+impl Resolution<'_> {
+    fn error(code: ErrorCode) -> Self {
+        Self { variant: None, value: None, reason: Reason::Error, error: Some(code) }
+    }
+}
+
+/// The type an application asks for; a variant of another type is a TYPE_MISMATCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagType {
+    Boolean,
+    String,
+    /// Integer or float: JSON does not tell them apart.
+    Number,
+    Object,
+}
+
+impl FlagType {
+    fn holds(self, v: &Value) -> bool {
+        match self {
+            FlagType::Boolean => v.is_boolean(),
+            FlagType::String => v.is_string(),
+            FlagType::Number => v.is_number(),
+            FlagType::Object => v.is_object(),
+        }
+    }
+}
+
+struct CompiledFlag {
+    enabled: bool,
+    variants: Map<String, Value>,
+    default_variant: Option<String>,
+    targeting: Option<Logic>,
+}
+
+/// Every flag of a document, its targeting compiled once; evaluate as often as needed.
+pub struct FlagEvaluator {
+    engine: Engine,
+    flags: HashMap<String, CompiledFlag>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for FlagEvaluator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlagEvaluator").field("flags", &self.flags.len()).finish()
+    }
+}
+
+/// The datalogic-rs engine with flagd's custom operations.
+fn engine() -> Engine {
+    Engine::builder()
+        .add_operator("fractional", ops::Fractional)
+        .add_operator("sem_ver", ops::SemVer)
+        .add_operator("starts_with", ops::StartsWith)
+        .add_operator("ends_with", ops::EndsWith)
+        .build()
+}
+
+thread_local! {
+    static ARENA: RefCell<Bump> = RefCell::new(Bump::with_capacity(4096));
+}
+
+impl FlagEvaluator {
+    /// Compile every flag of `set`, with the system clock.
+    pub fn new(set: &FlagSet) -> Result<Self, FlagError> {
+        Self::with_clock(set, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(set: &FlagSet, clock: Arc<dyn Clock>) -> Result<Self, FlagError> {
+        Self::from_doc(&set.doc, "the flag document", clock)
+    }
+
+    /// Compile a flagd document; an error names the JSON path of the problem.
+    pub(crate) fn from_doc(doc: &Value, source: &str, clock: Arc<dyn Clock>) -> Result<Self, FlagError> {
+        let invalid = |message: String| FlagError::Invalid { path: source.to_string(), message };
+        let engine = engine();
+        let evaluators = match doc.get("$evaluators") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(invalid("$evaluators must be an object".into())),
+        };
+        let flags = doc
+            .get("flags")
+            .and_then(Value::as_object)
+            .ok_or_else(|| invalid("needs a top-level `flags` object".into()))?;
+        let mut compiled = HashMap::with_capacity(flags.len());
+        for (key, flag) in flags {
+            let path = format!("flags.{key}");
+            let flag = flag.as_object().ok_or_else(|| invalid(format!("{path} must be an object")))?;
+            let enabled = match flag.get("state").and_then(Value::as_str) {
+                Some("ENABLED") => true,
+                Some("DISABLED") => false,
+                _ => return Err(invalid(format!("{path}.state must be \"ENABLED\" or \"DISABLED\""))),
+            };
+            let variants = match flag.get("variants") {
+                Some(Value::Object(v)) if !v.is_empty() => v.clone(),
+                _ => return Err(invalid(format!("{path}.variants must be an object with at least one variant"))),
+            };
+            let default_variant = match flag.get("defaultVariant") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(d)) if variants.contains_key(d) => Some(d.clone()),
+                Some(Value::String(d)) => {
+                    return Err(invalid(format!("{path}.defaultVariant `{d}` is not one of its variants")));
+                }
+                Some(_) => return Err(invalid(format!("{path}.defaultVariant must be a string or null"))),
+            };
+            let targeting = match flag.get("targeting") {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(o)) if o.is_empty() => None,
+                Some(t @ Value::Object(_)) => {
+                    let t =
+                        resolve_refs(t, &evaluators, &format!("{path}.targeting"), &mut Vec::new()).map_err(invalid)?;
+                    unknown_operator(&t, &engine, &format!("{path}.targeting")).map_or(Ok(()), |e| Err(invalid(e)))?;
+                    let logic = engine
+                        .compile(&t)
+                        .map_err(|e| invalid(format!("{path}.targeting is not valid JsonLogic: {e}")))?;
+                    Some(logic)
+                }
+                Some(_) => return Err(invalid(format!("{path}.targeting must be a JsonLogic object"))),
+            };
+            compiled.insert(key.clone(), CompiledFlag { enabled, variants, default_variant, targeting });
+        }
+        Ok(Self { engine, flags: compiled, clock })
+    }
+
+    /// Evaluate `key` for `ctx`, as flagd's generic resolve does.
+    pub fn evaluate(&self, key: &str, ctx: &Context) -> Resolution<'_> {
+        let Some((flag_key, flag)) = self.flags.get_key_value(key) else {
+            return Resolution::error(ErrorCode::FlagNotFound);
+        };
+        if !flag.enabled {
+            return Resolution { variant: None, value: None, reason: Reason::Disabled, error: None };
+        }
+        let Some(logic) = &flag.targeting else {
+            return flag.default_resolution(Reason::Static);
+        };
+        let now = self.clock.unix_seconds();
+        let picked = ARENA.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut arena) => {
+                arena.reset();
+                self.run(logic, flag_key, flag, ctx, now, &arena)
+            }
+            Err(_) => self.run(logic, flag_key, flag, ctx, now, &Bump::new()),
+        });
+        match picked {
+            Picked::Null => flag.default_resolution(Reason::Default),
+            Picked::Variant(name, value) => {
+                Resolution { variant: Some(name), value: Some(value), reason: Reason::TargetingMatch, error: None }
+            }
+            Picked::Invalid => Resolution::error(ErrorCode::ParseError),
+        }
+    }
+
+    /// Evaluate and check the value's type, as flagd's typed resolvers do.
+    pub fn evaluate_as(&self, key: &str, ctx: &Context, ty: FlagType) -> Resolution<'_> {
+        let r = self.evaluate(key, ctx);
+        match r.value {
+            Some(v) if !ty.holds(v) => Resolution { variant: r.variant, ..Resolution::error(ErrorCode::TypeMismatch) },
+            _ => r,
+        }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.flags.keys().map(String::as_str)
+    }
+
+    fn run<'e>(
+        &'e self,
+        logic: &Logic,
+        flag_key: &'e str,
+        flag: &'e CompiledFlag,
+        ctx: &Context,
+        now: i64,
+        arena: &Bump,
+    ) -> Picked<'e> {
+        let data = context_value(ctx, flag_key, now, arena);
+        match self.engine.evaluate(logic, data, arena) {
+            Ok(result) => flag.pick(result),
+            Err(e) if is_operator_error(&e.kind) => Picked::Null,
+            Err(_) => Picked::Invalid,
+        }
+    }
+}
+
+enum Picked<'e> {
+    Null,
+    Variant(&'e str, &'e Value),
+    Invalid,
+}
+
+impl CompiledFlag {
+    fn default_resolution(&self, reason: Reason) -> Resolution<'_> {
+        match self.default_variant.as_deref().and_then(|d| self.variants.get_key_value(d)) {
+            Some((name, value)) => Resolution { variant: Some(name), value: Some(value), reason, error: None },
+            // No default variant: the application's code default, reported as DEFAULT.
+            None => Resolution { variant: None, value: None, reason: Reason::Default, error: None },
+        }
+    }
+
+    /// The variant a targeting result names.
+    fn pick(&self, result: &DataValue<'_>) -> Picked<'_> {
+        let name = match result {
+            DataValue::Null => return Picked::Null,
+            DataValue::String(s) => *s,
+            DataValue::Bool(true) => "true",
+            DataValue::Bool(false) => "false",
+            _ => return Picked::Invalid,
+        };
+        match self.variants.get_key_value(name) {
+            Some((name, value)) => Picked::Variant(name, value),
+            None => Picked::Invalid,
+        }
+    }
+}
+
+fn is_operator_error(kind: &ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Custom(source) if source.downcast_ref::<ops::OperatorError>().is_some())
+}
+
+/// The context as the rules see it: the caller's attributes plus `$flagd` (which replaces any
+/// `$flagd` the caller sent, as flagd does).
+fn context_value<'a>(ctx: &'a Context, flag_key: &'a str, now: i64, arena: &'a Bump) -> &'a DataValue<'a> {
+    let flagd = arena.alloc_slice_copy(&[
+        ("flagKey", DataValue::String(flag_key)),
+        ("timestamp", DataValue::Number(NumberValue::from_i64(now))),
+    ]);
+    let mut pairs = Vec::with_capacity(ctx.len() + 1);
+    for (k, v) in ctx {
+        if k != "$flagd" {
+            pairs.push((k.as_str(), to_data(v, arena)));
+        }
+    }
+    pairs.push(("$flagd", DataValue::Object(flagd)));
+    arena.alloc(DataValue::Object(arena.alloc_slice_copy(&pairs)))
+}
+
+fn to_data<'a>(v: &'a Value, arena: &'a Bump) -> DataValue<'a> {
+    match v {
+        Value::Null => DataValue::Null,
+        Value::Bool(b) => DataValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => DataValue::Number(NumberValue::from_i64(i)),
+            None => DataValue::Number(NumberValue::from_f64(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        Value::String(s) => DataValue::String(s),
+        Value::Array(items) => DataValue::Array(arena.alloc_slice_fill_iter(items.iter().map(|i| to_data(i, arena)))),
+        Value::Object(m) => {
+            DataValue::Object(arena.alloc_slice_fill_iter(m.iter().map(|(k, v)| (k.as_str(), to_data(v, arena)))))
+        }
+    }
+}
+
+/// The first single-key object (a JsonLogic operation) whose operator the engine does not know.
+fn unknown_operator(v: &Value, engine: &Engine, path: &str) -> Option<String> {
+    match v {
+        Value::Object(o) => {
+            if let Some((op, _)) = o.iter().next().filter(|_| o.len() == 1)
+                && !engine.has_custom_operator(op)
+                && !engine.builtin_operator_names().any(|b| b == op)
+            {
+                return Some(format!("{path}: unknown JsonLogic operation `{op}`"));
+            }
+            o.iter().find_map(|(k, item)| unknown_operator(item, engine, &format!("{path}.{k}")))
+        }
+        Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, item)| unknown_operator(item, engine, &format!("{path}[{i}]")))
+        }
+        _ => None,
+    }
+}
+
+/// Inline `{"$ref": "name"}` with the shared evaluator `name`, recursively; a reference to
+/// nothing or a cycle is an error naming the JSON path.
+fn resolve_refs(
+    v: &Value,
+    evaluators: &Map<String, Value>,
+    path: &str,
+    seen: &mut Vec<String>,
+) -> Result<Value, String> {
+    match v {
+        Value::Object(o) if o.len() == 1 && o.contains_key("$ref") => {
+            let Some(name) = o.get("$ref").and_then(Value::as_str) else {
+                return Err(format!("{path}.$ref must be the name of a shared evaluator"));
+            };
+            let Some(target) = evaluators.get(name) else {
+                return Err(format!("{path}: $ref to `{name}`, which is not in $evaluators"));
+            };
+            if seen.iter().any(|s| s == name) {
+                return Err(format!("{path}: $ref `{name}` refers to itself"));
+            }
+            seen.push(name.to_string());
+            let out = resolve_refs(target, evaluators, &format!("$evaluators.{name}"), seen);
+            seen.pop();
+            out
+        }
+        Value::Object(o) => {
+            let mut out = Map::with_capacity(o.len());
+            for (k, item) in o {
+                out.insert(k.clone(), resolve_refs(item, evaluators, &format!("{path}.{k}"), seen)?);
+            }
+            Ok(Value::Object(out))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| resolve_refs(item, evaluators, &format!("{path}[{i}]"), seen))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        other => Ok(other.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
