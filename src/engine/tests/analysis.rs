@@ -242,6 +242,20 @@ async fn a_dry_run_measures_every_window_not_just_up_to_the_first_failure() {
     assert_eq!(ms.len(), 3, "dry run stopped measuring (and promoted) after the first failed window: {ms:?}");
 }
 
+/// The release once it pauses or finishes, whichever comes first.
+async fn paused_or_finished(w: &World, rx: &mut broadcast::Receiver<Event>, id: &str) -> Release {
+    let wait = async {
+        loop {
+            match rx.recv().await.unwrap() {
+                Event::Release { release, .. } if release.status == Status::Paused => return *release,
+                Event::Finished { release_id, .. } if release_id == id => return w.store.release(id).unwrap().unwrap(),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(600), wait).await.expect("neither paused nor finished")
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_standard_judge_honours_the_template_s_min_requests() {
     // 2 req/s: about 5 canary requests a window; the template says 3 are enough, so every
@@ -249,19 +263,7 @@ async fn the_standard_judge_honours_the_template_s_min_requests() {
     let w = world_for(2, r#"{ judge = "standard", interval = "10s", count = 3, min_requests = 3 }"#);
     let mut rx = w.engine.subscribe();
     let id = w.engine.execute("alice", deploy("1.1.0", StrategyKind::Canary)).await.unwrap().release.unwrap().id;
-    let r = tokio::time::timeout(Duration::from_secs(600), async {
-        loop {
-            match rx.recv().await.unwrap() {
-                Event::Release { release, .. } if release.status == Status::Paused => return *release,
-                Event::Finished { release_id, .. } if release_id == id => {
-                    return w.store.release(&id).unwrap().unwrap();
-                }
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let r = paused_or_finished(&w, &mut rx, &id).await;
     let ms = w.store.measurements(&id).unwrap();
     assert!(ms.iter().all(|m| m.verdict == Verdict::Pass), "{ms:?}");
     assert_eq!(r.status, Status::Verified, "every measurement passed, yet: {:?}", r.reason);
@@ -277,19 +279,7 @@ async fn the_standard_judge_does_not_fail_windows_the_template_calls_too_small()
     );
     let mut rx = w.engine.subscribe();
     let id = w.engine.execute("alice", deploy("1.2.0-errors", StrategyKind::Canary)).await.unwrap().release.unwrap().id;
-    let r = tokio::time::timeout(Duration::from_secs(600), async {
-        loop {
-            match rx.recv().await.unwrap() {
-                Event::Release { release, .. } if release.status == Status::Paused => return *release,
-                Event::Finished { release_id, .. } if release_id == id => {
-                    return w.store.release(&id).unwrap().unwrap();
-                }
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let r = paused_or_finished(&w, &mut rx, &id).await;
     assert_eq!(r.status, Status::Paused, "{:?}", r.reason);
 }
 
