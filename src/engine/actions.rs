@@ -42,15 +42,12 @@ fn change_flag(
     change: impl FnOnce(&mut crate::flags::FlagSet) -> Result<(), crate::flags::FlagError>,
 ) -> Result<Outcome, EngineError> {
     use crate::flags::FlagError;
+    use crate::flags::change::ChangeError;
     let store = inner.flags.get().ok_or_else(|| EngineError::Refused("no flag store is configured".into()))?;
-    let set = store.update(change).map_err(|e| match e {
-        FlagError::Io { .. } => EngineError::Backend(e.to_string()),
+    let flag = crate::flags::change::apply(store, &inner.store, actor, key, what, change).map_err(|e| match e {
+        ChangeError::Flag(FlagError::Io { .. }) | ChangeError::Record { .. } => EngineError::Backend(e.to_string()),
         other => EngineError::BadInput(other.to_string()),
     })?;
-    let Some(flag) = set.views().into_iter().find(|f| f.key == key) else {
-        return Err(EngineError::BadInput(format!("no flag named `{key}`")));
-    };
-    inner.audit(actor, "flag", key, what);
     let message = format!("flag {key} {what} by {actor}");
     inner.emit(Event::Flag { flag, by: actor.to_string() });
     Ok(Outcome { message, release: None, running: false })

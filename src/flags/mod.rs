@@ -3,6 +3,7 @@
 //! document as JSON (targeting rules it does not edit pass through untouched) and edits what
 //! the console edits today: a flag's state and its rollout percentage.
 
+pub mod change;
 pub mod eval;
 pub mod file;
 
@@ -92,6 +93,11 @@ impl FlagSet {
             .and_then(|f| f.get_mut(key))
             .and_then(Value::as_object_mut)
             .ok_or_else(|| FlagError::Unknown { key: key.to_string(), known })
+    }
+
+    /// One flag's definition, as flagd JSON.
+    pub fn flag(&self, key: &str) -> Option<&Value> {
+        self.flags().and_then(|f| f.get(key))
     }
 
     pub fn keys(&self) -> Vec<String> {

@@ -280,6 +280,18 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// One change to a feature flag, with its definition (flagd JSON) before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagChange {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub flag: String,
+    /// What was done, e.g. `turned off`, `rolled out to 25%`.
+    pub action: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
 /// The outcome of one step, kept for per-step durations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {

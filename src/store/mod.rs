@@ -8,6 +8,7 @@
 mod codec;
 #[cfg(test)]
 mod fixtures;
+mod flags;
 mod history;
 mod records;
 mod releases;
@@ -109,6 +110,19 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL,
         PRIMARY KEY (env, app)
     ) STRICT;
+    "#,
+    // 2: every flag change, with the flag before and after.
+    r#"
+    CREATE TABLE flag_changes (
+        id     INTEGER PRIMARY KEY,
+        at     TEXT NOT NULL,
+        actor  TEXT NOT NULL,
+        flag   TEXT NOT NULL,
+        action TEXT NOT NULL,
+        before TEXT,
+        after  TEXT
+    ) STRICT;
+    CREATE INDEX flag_changes_flag_at ON flag_changes (flag, at);
     "#,
 ];
 

@@ -1,0 +1,93 @@
+//! One change to one flag, done the same way whoever asks (the engine for the console and a
+//! holder's control socket, or the command line when no shipdeck holds the data dir): saved
+//! atomically with conflict detection, then recorded with the flag before and after, and in
+//! the audit log.
+
+use chrono::Utc;
+
+use super::{FileFlagStore, FlagError, FlagSet, FlagView};
+use crate::model::{AuditEntry, FlagChange};
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Flag(#[from] FlagError),
+    /// The file was saved; recording the change failed.
+    #[error("flag {key} was changed, but recording it failed: {message}")]
+    Record { key: String, message: String },
+}
+
+/// Applies `change` to flag `key` and records it as `action` by `actor`.
+pub fn apply(
+    flags: &FileFlagStore,
+    db: &Store,
+    actor: &str,
+    key: &str,
+    action: &str,
+    change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError>,
+) -> Result<FlagView, ChangeError> {
+    let mut before = None;
+    let set = flags.update(|s| {
+        before = s.flag(key).cloned();
+        change(s)
+    })?;
+    let view = set
+        .views()
+        .into_iter()
+        .find(|f| f.key == key)
+        .ok_or_else(|| FlagError::Unknown { key: key.to_string(), known: set.keys().join(", ") })?;
+    let at = Utc::now();
+    let record = FlagChange {
+        at,
+        actor: actor.to_string(),
+        flag: key.to_string(),
+        action: action.to_string(),
+        before,
+        after: set.flag(key).cloned(),
+    };
+    let entry = AuditEntry {
+        at,
+        actor: actor.to_string(),
+        action: "flag".into(),
+        target: key.to_string(),
+        detail: action.to_string(),
+    };
+    let recorded = db.add_flag_change(&record).and_then(|()| db.audit(&entry));
+    recorded.map_err(|e| ChangeError::Record { key: key.to_string(), message: e.to_string() })?;
+    Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_saved_and_recorded_with_the_flag_before_and_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = FileFlagStore::open(&dir.path().join("flags.json"), Some(super::super::DEMO_FLAGS)).unwrap();
+        let db = Store::open_in_memory().unwrap();
+        let key = flags.load().unwrap().0.keys()[0].clone();
+        let view = apply(&flags, &db, "alice", &key, "turned off", |s| s.set_enabled(&key, false)).unwrap();
+        assert!(!view.enabled);
+        let changes = db.flag_changes(Some(&key), 10).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].action, "turned off");
+        assert_eq!(changes[0].after.as_ref().and_then(|f| f["state"].as_str()), Some("DISABLED"));
+        assert!(changes[0].before.is_some());
+        assert_eq!(db.audit_log(Some(&key), 10).unwrap()[0].detail, "turned off");
+    }
+
+    #[test]
+    fn an_unknown_flag_changes_nothing_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flags.json");
+        let flags = FileFlagStore::open(&path, Some(super::super::DEMO_FLAGS)).unwrap();
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        let db = Store::open_in_memory().unwrap();
+        let err = apply(&flags, &db, "alice", "nope", "turned off", |s| s.set_enabled("nope", false)).unwrap_err();
+        assert!(err.to_string().contains("no flag named `nope`"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), on_disk);
+        assert!(db.flag_changes(None, 10).unwrap().is_empty());
+    }
+}

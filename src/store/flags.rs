@@ -1,0 +1,89 @@
+//! Every change to a flag: who, when, what, and the flag's definition before and after.
+
+use rusqlite::params;
+
+use super::codec::{Row, ts};
+use super::{Store, StoreError};
+use crate::model::FlagChange;
+
+impl Store {
+    pub fn add_flag_change(&self, c: &FlagChange) -> Result<(), StoreError> {
+        let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        self.write(
+            || format!("saving a change of flag {}", c.flag),
+            |tx| {
+                tx.execute(
+                    "INSERT INTO flag_changes (at, actor, flag, action, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![ts(c.at), c.actor, c.flag, c.action, json(&c.before), json(&c.after)],
+                )?;
+                Ok(())
+            },
+        )
+    }
+
+    /// The changes of `flag` (every flag when None), newest first, at most `limit`.
+    pub fn flag_changes(&self, flag: Option<&str>, limit: usize) -> Result<Vec<FlagChange>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(
+            || format!("reading the changes of flag {}", flag.unwrap_or("(all)")),
+            |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, at, actor, flag, action, before, after FROM flag_changes
+                     WHERE ?1 IS NULL OR flag = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+                )?;
+                type Raw = (i64, String, String, String, String, Option<String>, Option<String>);
+                let raw: Vec<Raw> = stmt
+                    .query_map(params![flag, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                raw.into_iter()
+                    .map(|(id, at, actor, flag, action, before, after)| {
+                        let id = id.to_string();
+                        let row = Row { table: "flag_changes", id: &id };
+                        let json = |column: &str, t: Option<String>| t.map(|t| row.json(column, &t)).transpose();
+                        Ok(FlagChange {
+                            at: row.time("at", &at)?,
+                            actor,
+                            flag,
+                            action,
+                            before: json("before", before)?,
+                            after: json("after", after)?,
+                        })
+                    })
+                    .collect()
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    fn change(flag: &str, secs: i64, action: &str) -> FlagChange {
+        FlagChange {
+            at: Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap(),
+            actor: "alice".into(),
+            flag: flag.into(),
+            action: action.into(),
+            before: Some(json!({"state": "ENABLED"})),
+            after: Some(json!({"state": "DISABLED"})),
+        }
+    }
+
+    #[test]
+    fn flag_changes_read_back_newest_first_per_flag() {
+        let store = Store::open_in_memory().unwrap();
+        store.add_flag_change(&change("a", 1, "turned off")).unwrap();
+        store.add_flag_change(&change("b", 2, "turned on")).unwrap();
+        store.add_flag_change(&change("a", 3, "rolled out to 25%")).unwrap();
+        let a = store.flag_changes(Some("a"), 10).unwrap();
+        assert_eq!(a.iter().map(|c| c.action.as_str()).collect::<Vec<_>>(), ["rolled out to 25%", "turned off"]);
+        assert_eq!(a[0], change("a", 3, "rolled out to 25%"));
+        assert_eq!(store.flag_changes(None, 10).unwrap().len(), 3);
+        assert_eq!(store.flag_changes(None, 1).unwrap().len(), 1);
+    }
+}
