@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the non-interactive subcommands.
 
 mod console;
+mod flags;
 mod follow;
 mod report;
 mod screenshots;
@@ -147,6 +148,12 @@ pub enum Cmd {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Feature flags (flagd format, `flags.json` in the data dir): list, show, eval, preview,
+    /// history, enable, disable, set-rollout.
+    Flags {
+        #[command(subcommand)]
+        what: flags::FlagsCmd,
+    },
     /// Environment reports.
     Env {
         #[command(subcommand)]
@@ -192,6 +199,7 @@ pub async fn run(cli: Cli) -> i32 {
         Some(Cmd::Status { env, app }) => report::status(&ctx, env.as_deref(), app.as_deref()),
         Some(Cmd::History { env, app, limit }) => report::history(&ctx, env.as_deref(), app.as_deref(), *limit),
         Some(Cmd::Env { what: EnvCmd::Report }) => report::env_report(&ctx),
+        Some(Cmd::Flags { what }) => flags::run(&ctx, what).await,
         Some(Cmd::Screenshots { out }) => screenshots::write_all(&cli, out),
         Some(other) => match to_engine_command(other) {
             Some((command, destructive)) => act(&ctx, command, destructive).await,
@@ -250,7 +258,9 @@ fn to_engine_command(cmd: &Cmd) -> Option<(EngineCommand, Option<String>)> {
             (EngineCommand::Promote { app: app.clone(), from: from.clone(), to: to.clone() }, None)
         }
         Cmd::Approve { release_id } => (EngineCommand::Approve { release_id: release_id.clone() }, None),
-        Cmd::Status { .. } | Cmd::History { .. } | Cmd::Env { .. } | Cmd::Screenshots { .. } => return None,
+        Cmd::Status { .. } | Cmd::History { .. } | Cmd::Env { .. } | Cmd::Flags { .. } | Cmd::Screenshots { .. } => {
+            return None;
+        }
     })
 }
 

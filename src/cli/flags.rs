@@ -1,0 +1,301 @@
+//! `shipdeck flags …`: the flagd-format flags in the data dir (`flags.json`), read, evaluated
+//! and changed. A change goes to the shipdeck that holds the data dir when one does (so its
+//! console and pods see it at once); otherwise it is saved here, with the same checks and the
+//! same record.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::{Ctx, EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_OK, confirm, fail};
+use crate::engine::Command as EngineCommand;
+use crate::flags::change::{self, ChangeError};
+use crate::flags::eval::{Context, FlagEvaluator};
+use crate::flags::{DEMO_FLAGS, FileFlagStore, FlagError, FlagSet};
+use crate::host::{DataDirLock, HostError};
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum FlagsCmd {
+    /// Every flag: state, default variant, variants and rollout.
+    List,
+    /// One flag: its definition, who gets it over a sample of users, and its latest changes.
+    Show { flag: String },
+    /// Turn a flag on.
+    Enable { flag: String },
+    /// Turn a flag off: every user gets the application's default (asks first).
+    Disable { flag: String },
+    /// Give PCT percent of users the flag's `on` variant (a fractional rollout).
+    SetRollout {
+        flag: String,
+        #[arg(value_name = "PCT")]
+        percent: u32,
+    },
+    /// Evaluate a flag for one context, with flagd's reason.
+    Eval {
+        flag: String,
+        /// Context values, e.g. `--context targetingKey=user-7 --context plan=pro`.
+        #[arg(long = "context", value_name = "KEY=VALUE")]
+        context: Vec<String>,
+    },
+    /// Who gets it: the share of each variant over N synthetic users (user-0 … user-N-1).
+    Preview {
+        flag: String,
+        #[arg(long, default_value_t = 10_000)]
+        sample: u32,
+    },
+    /// A flag's changes, newest first: who, when, what, before and after.
+    History {
+        flag: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
+    let cli = ctx.cli;
+    let path = ctx.data_dir.join("flags.json");
+    if let Err(e) = std::fs::create_dir_all(&ctx.data_dir) {
+        return fail(cli, EXIT_BACKEND, &format!("cannot create the data dir {}: {e}", ctx.data_dir.display()));
+    }
+    let store = match FileFlagStore::open(&path, Some(DEMO_FLAGS)) {
+        Ok(s) => s,
+        Err(e) => return fail(cli, flag_exit(&e), &e.to_string()),
+    };
+    let set = match store.load() {
+        Ok((set, _)) => set,
+        Err(e) => return fail(cli, flag_exit(&e), &e.to_string()),
+    };
+    match cmd {
+        FlagsCmd::List => list(ctx, &set),
+        FlagsCmd::Show { flag } => show(ctx, &set, flag),
+        FlagsCmd::Eval { flag, context } => eval(ctx, &set, flag, context),
+        FlagsCmd::Preview { flag, sample } => preview(ctx, &set, flag, *sample),
+        FlagsCmd::History { flag, limit } => history(ctx, &set, flag, *limit),
+        FlagsCmd::Enable { flag } => change_flag(ctx, &store, flag, true, None).await,
+        FlagsCmd::Disable { flag } => change_flag(ctx, &store, flag, false, None).await,
+        FlagsCmd::SetRollout { flag, percent } => change_flag(ctx, &store, flag, true, Some(*percent)).await,
+    }
+}
+
+fn flag_exit(e: &FlagError) -> i32 {
+    match e {
+        FlagError::Io { .. } => EXIT_BACKEND,
+        _ => EXIT_BAD_INPUT,
+    }
+}
+
+fn known(set: &FlagSet, flag: &str) -> Result<(), String> {
+    if set.flag(flag).is_some() {
+        Ok(())
+    } else {
+        Err(FlagError::Unknown { key: flag.to_string(), known: set.keys().join(", ") }.to_string())
+    }
+}
+
+fn list(ctx: &Ctx<'_>, set: &FlagSet) -> i32 {
+    let views = set.views();
+    if ctx.cli.json {
+        for v in &views {
+            println!("{}", json!({"type": "flag", "flag": v}));
+        }
+        return EXIT_OK;
+    }
+    println!("{:<24} {:<8} {:<10} {:>8}  VARIANTS", "FLAG", "STATE", "DEFAULT", "ROLLOUT");
+    for v in &views {
+        let rollout = v.rollout.map_or("-".to_string(), |r| format!("{r}%"));
+        let state = if v.enabled { "on" } else { "off" };
+        println!("{:<24} {:<8} {:<10} {:>8}  {}", v.key, state, v.default_variant, rollout, v.variants.join(", "));
+    }
+    EXIT_OK
+}
+
+/// Shares per variant over `n` synthetic users `user-0` …, as (variant or "(code default)", share %).
+fn shares(set: &FlagSet, flag: &str, n: u32) -> Result<Vec<(String, f64)>, String> {
+    let evaluator = FlagEvaluator::new(set).map_err(|e| e.to_string())?;
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut ctx = Context::new();
+    for i in 0..n {
+        ctx.insert("targetingKey".into(), Value::String(format!("user-{i}")));
+        let r = evaluator.evaluate(flag, &ctx);
+        *counts.entry(r.variant.unwrap_or("(code default)").to_string()).or_default() += 1;
+    }
+    let total = f64::from(n.max(1));
+    Ok(counts.into_iter().map(|(v, c)| (v, c as f64 * 100.0 / total)).collect())
+}
+
+fn show(ctx: &Ctx<'_>, set: &FlagSet, flag: &str) -> i32 {
+    let cli = ctx.cli;
+    if let Err(e) = known(set, flag) {
+        return fail(cli, EXIT_BAD_INPUT, &e);
+    }
+    let who = match shares(set, flag, 10_000) {
+        Ok(s) => s,
+        Err(e) => return fail(cli, EXIT_BAD_INPUT, &e),
+    };
+    let changes = Store::open(&crate::config::paths::store_file(&ctx.data_dir))
+        .and_then(|s| s.flag_changes(Some(flag), 5))
+        .unwrap_or_default();
+    let definition = set.flag(flag).cloned().unwrap_or(Value::Null);
+    if cli.json {
+        let who: serde_json::Map<String, Value> = who.iter().map(|(v, s)| (v.clone(), json!(s))).collect();
+        println!(
+            "{}",
+            json!({"type": "flag", "key": flag, "definition": definition, "who_gets_it": who, "changes": changes})
+        );
+        return EXIT_OK;
+    }
+    println!("{flag}");
+    println!("{}", serde_json::to_string_pretty(&definition).unwrap_or_default());
+    println!("who gets it (10,000 synthetic users):");
+    for (v, s) in &who {
+        println!("  {v:<16} {s:5.1}%");
+    }
+    if !changes.is_empty() {
+        println!("latest changes:");
+        for c in &changes {
+            println!("  {}  {:<10} {}", c.at.format("%Y-%m-%d %H:%M:%S"), c.actor, c.action);
+        }
+    }
+    EXIT_OK
+}
+
+fn eval(ctx: &Ctx<'_>, set: &FlagSet, flag: &str, pairs: &[String]) -> i32 {
+    let cli = ctx.cli;
+    if let Err(e) = known(set, flag) {
+        return fail(cli, EXIT_BAD_INPUT, &e);
+    }
+    let mut context = Context::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return fail(cli, EXIT_BAD_INPUT, &format!("--context `{p}`: write KEY=VALUE, e.g. plan=pro"));
+        };
+        // Numbers and booleans as JSON, anything else as a string.
+        let value = serde_json::from_str::<Value>(v).ok().filter(|j| !j.is_object() && !j.is_array());
+        context.insert(k.to_string(), value.unwrap_or_else(|| Value::String(v.to_string())));
+    }
+    let evaluator = match FlagEvaluator::new(set) {
+        Ok(e) => e,
+        Err(e) => return fail(cli, EXIT_BAD_INPUT, &e.to_string()),
+    };
+    let r = evaluator.evaluate(flag, &context);
+    if cli.json {
+        println!(
+            "{}",
+            json!({"type": "evaluation", "flag": flag, "variant": r.variant, "value": r.value,
+                   "reason": r.reason, "error": r.error, "context": context})
+        );
+    } else {
+        let value = r.value.map_or("(the application's default)".to_string(), |v| v.to_string());
+        let error = r.error.map_or(String::new(), |e| format!(" ({e})"));
+        println!("{flag}: variant {} = {value}, reason {}{error}", r.variant.unwrap_or("-"), r.reason);
+    }
+    EXIT_OK
+}
+
+fn preview(ctx: &Ctx<'_>, set: &FlagSet, flag: &str, n: u32) -> i32 {
+    let cli = ctx.cli;
+    if n == 0 {
+        return fail(cli, EXIT_BAD_INPUT, "--sample must be at least 1");
+    }
+    if let Err(e) = known(set, flag) {
+        return fail(cli, EXIT_BAD_INPUT, &e);
+    }
+    match shares(set, flag, n) {
+        Ok(s) if cli.json => {
+            let m: serde_json::Map<String, Value> = s.iter().map(|(v, p)| (v.clone(), json!(p))).collect();
+            println!("{}", json!({"type": "preview", "flag": flag, "sample": n, "shares": m}));
+            EXIT_OK
+        }
+        Ok(s) => {
+            println!("{flag} over {n} synthetic users:");
+            for (v, p) in &s {
+                println!("  {v:<16} {p:5.1}%");
+            }
+            EXIT_OK
+        }
+        Err(e) => fail(cli, EXIT_BAD_INPUT, &e),
+    }
+}
+
+fn history(ctx: &Ctx<'_>, set: &FlagSet, flag: &str, limit: usize) -> i32 {
+    let cli = ctx.cli;
+    let changes = match Store::open(&crate::config::paths::store_file(&ctx.data_dir))
+        .and_then(|s| s.flag_changes(Some(flag), limit))
+    {
+        Ok(c) => c,
+        Err(e) => return fail(cli, EXIT_BACKEND, &e.to_string()),
+    };
+    if changes.is_empty()
+        && let Err(e) = known(set, flag)
+    {
+        return fail(cli, EXIT_BAD_INPUT, &e);
+    }
+    if cli.json {
+        for c in &changes {
+            println!("{}", json!({"type": "flag_change", "change": c}));
+        }
+        return EXIT_OK;
+    }
+    if changes.is_empty() {
+        println!("{flag}: no changes recorded");
+    }
+    for c in &changes {
+        println!("{}  {:<10} {}", c.at.format("%Y-%m-%d %H:%M:%S"), c.actor, c.action);
+    }
+    EXIT_OK
+}
+
+async fn change_flag(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, enable: bool, percent: Option<u32>) -> i32 {
+    let cli = ctx.cli;
+    if cli.readonly {
+        return fail(cli, EXIT_BAD_INPUT, "read-only: a flag change would change the estate");
+    }
+    if let Some(p) = percent
+        && p > 100
+    {
+        return fail(cli, EXIT_BAD_INPUT, &format!("rollout {p}% must be between 0 and 100"));
+    }
+    if !enable && let Err(why) = confirm(cli, &format!("turn flag {flag} off for every user")) {
+        return fail(cli, EXIT_BAD_INPUT, &why);
+    }
+    let command = match percent {
+        Some(percent) => EngineCommand::SetFlagRollout { key: flag.to_string(), percent },
+        None => EngineCommand::SetFlag { key: flag.to_string(), enabled: enable },
+    };
+    let _lock = match DataDirLock::acquire(&ctx.data_dir, command.name()) {
+        Ok(lock) => lock,
+        Err(e @ HostError::Busy { .. }) => return super::relay(ctx, command, &e).await,
+        Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
+    };
+    let db = match Store::open(&crate::config::paths::store_file(&ctx.data_dir)) {
+        Ok(db) => db,
+        Err(e) => return fail(cli, EXIT_BACKEND, &e.to_string()),
+    };
+    let (action, result) = match percent {
+        Some(p) => {
+            let action = format!("rolled out to {p}%");
+            let r = change::apply(store, &db, &ctx.actor, flag, &action, |s| s.set_rollout(flag, p));
+            (action, r)
+        }
+        None => {
+            let action = if enable { "turned on" } else { "turned off" }.to_string();
+            let r = change::apply(store, &db, &ctx.actor, flag, &action, |s| s.set_enabled(flag, enable));
+            (action, r)
+        }
+    };
+    match result {
+        Ok(view) => {
+            if cli.json {
+                println!("{}", json!({"type": "flag", "flag": view, "action": action, "by": ctx.actor}));
+            } else {
+                println!("flag {flag} {action} by {}", ctx.actor);
+                if !view.enabled && percent.is_some() {
+                    println!("note: {flag} is off, so nobody gets it until `shipdeck flags enable {flag}`");
+                }
+            }
+            EXIT_OK
+        }
+        Err(ChangeError::Flag(e)) => fail(cli, flag_exit(&e), &e.to_string()),
+        Err(e) => fail(cli, EXIT_BACKEND, &e.to_string()),
+    }
+}

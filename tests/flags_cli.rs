@@ -1,0 +1,81 @@
+//! `shipdeck flags …` on a fresh data dir: the demo flags are written in flagd's format, read,
+//! evaluated and changed; every change is recorded with who did it; bad input changes nothing.
+
+mod common;
+
+use common::Shipdeck;
+
+fn flags_file(s: &Shipdeck) -> String {
+    std::fs::read_to_string(s.data_dir().join("flags.json")).unwrap_or_default()
+}
+
+#[test]
+fn flags_are_listed_evaluated_changed_and_their_history_kept() {
+    let s = Shipdeck::new();
+    let (code, out, err) = s.sh(&["flags", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("new-checkout-flow") && out.contains("10%"), "{out}");
+
+    // The kill switch asks first; without --yes and without a terminal it is refused.
+    let before = flags_file(&s);
+    let (code, _, err) = s.sh(&["flags", "disable", "new-checkout-flow"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("pass --yes to confirm"), "{err}");
+    assert_eq!(flags_file(&s), before, "nothing changed");
+
+    let (code, out, err) = s.sh(&["--yes", "--as", "bob", "flags", "disable", "new-checkout-flow"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("flag new-checkout-flow turned off by bob"), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&flags_file(&s)).unwrap();
+    assert_eq!(doc["flags"]["new-checkout-flow"]["state"], "DISABLED", "saved in flagd's format");
+
+    let (_, lines) = s.json(&["flags", "eval", "new-checkout-flow", "--context", "targetingKey=user-7"]);
+    assert_eq!(lines[0]["reason"], "DISABLED", "{}", lines[0]);
+
+    let (code, out, _) = s.sh(&["--as", "carol", "flags", "enable", "new-checkout-flow"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("turned on by carol"));
+    let (code, _, _) = s.sh(&["flags", "set-rollout", "new-checkout-flow", "30"]);
+    assert_eq!(code, 0);
+    let (_, lines) = s.json(&["flags", "preview", "new-checkout-flow", "--sample", "20000"]);
+    let on = lines[0]["shares"]["on"].as_f64().unwrap_or(0.0);
+    assert!((28.0..=32.0).contains(&on), "30% rollout: {}", lines[0]);
+
+    let (_, lines) = s.json(&["flags", "history", "new-checkout-flow"]);
+    let actions: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["change"]["actor"].as_str().unwrap_or(""), l["change"]["action"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(actions, [("alice", "rolled out to 30%"), ("carol", "turned on"), ("bob", "turned off")]);
+    assert_eq!(lines[2]["change"]["before"]["state"], "ENABLED");
+    assert_eq!(lines[2]["change"]["after"]["state"], "DISABLED");
+}
+
+#[test]
+fn bad_flag_input_is_refused_naming_the_problem_and_nothing_is_stored() {
+    let s = Shipdeck::new();
+    assert_eq!(s.sh(&["flags", "list"]).0, 0);
+    let before = flags_file(&s);
+    for (args, expect) in [
+        (vec!["flags", "enable", "nope"], "no flag named `nope`"),
+        (vec!["flags", "set-rollout", "new-checkout-flow", "250"], "between 0 and 100"),
+        (vec!["flags", "eval", "new-checkout-flow", "--context", "oops"], "write KEY=VALUE"),
+        (vec!["flags", "preview", "new-checkout-flow", "--sample", "0"], "at least 1"),
+        (vec!["flags", "show", "nope"], "no flag named `nope`"),
+    ] {
+        let (code, out, err) = s.sh(&args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    assert_eq!(flags_file(&s), before);
+    let (_, lines) = s.json(&["flags", "history", "new-checkout-flow"]);
+    assert!(lines.is_empty(), "nothing recorded: {lines:?}");
+
+    // A broken file is refused with what is wrong, and left as it is.
+    let broken = r#"{"flags": {"x": {"state": "ON", "variants": {"on": true}, "defaultVariant": "on"}}}"#;
+    std::fs::write(s.data_dir().join("flags.json"), broken).unwrap();
+    let (code, _, err) = s.sh(&["--yes", "flags", "disable", "x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("flags.x.state"), "{err}");
+    assert_eq!(flags_file(&s), broken);
+}
