@@ -53,3 +53,15 @@ pub trait MetricsProvider: Send + Sync {
         window: std::time::Duration,
     ) -> Result<VersionMetrics, MetricsError>;
 }
+
+/// Requests, errors and latencies per variant of one flag, as the apps that evaluate it served
+/// them over a window (a progressive rollout compares `on` with `off`).
+#[async_trait]
+pub trait FlagMetrics: Send + Sync {
+    async fn variant_metrics(
+        &self,
+        target: &Target,
+        flag: &str,
+        window: std::time::Duration,
+    ) -> Result<std::collections::BTreeMap<String, VersionMetrics>, MetricsError>;
+}

@@ -31,7 +31,58 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::SetFlagRollout { key, percent } => {
             change_flag(inner, actor, &key, &format!("rolled out to {percent}%"), |s| s.set_rollout(&key, percent))
         }
+        Command::FlagRollout { key, app, env, stages, template } => {
+            start_flag_rollout(engine, actor, key, &app, &env, stages, template)
+        }
     }
+}
+
+fn start_flag_rollout(
+    engine: &Engine,
+    actor: &str,
+    key: String,
+    app: &str,
+    env: &str,
+    stages: Option<Vec<super::flag_rollout::Stage>>,
+    template: Option<String>,
+) -> Result<Outcome, EngineError> {
+    use super::flag_rollout::{self, Rollout};
+    let inner = &engine.inner;
+    let settings = lookup(inner, env, app)?;
+    let store = inner.flags.get().ok_or_else(|| EngineError::Refused("no flag store is configured".into()))?;
+    if inner.flag_metrics().is_none() {
+        return Err(EngineError::Refused("no flag metrics: progressive rollouts need the local cluster".into()));
+    }
+    let set = store.load().map_err(|e| EngineError::BadInput(e.to_string()))?.0;
+    if set.flag(&key).is_none() {
+        return Err(EngineError::BadInput(format!("no flag named `{key}` (flags: {})", set.keys().join(", "))));
+    }
+    // Would the first stage apply? Refuse now rather than fail in the background.
+    set.clone().set_rollout(&key, 1).map_err(|e| EngineError::BadInput(e.to_string()))?;
+    let template = match template {
+        Some(name) => settings.analysis_templates.get(&name).cloned().ok_or_else(|| {
+            let known: Vec<&String> = settings.analysis_templates.keys().collect();
+            EngineError::BadInput(format!("{app} has no analysis template `{name}` (templates: {known:?})"))
+        })?,
+        None => crate::model::AnalysisTemplate { judge: "standard".into(), ..Default::default() },
+    };
+    let stages = stages.unwrap_or_else(flag_rollout::default_stages);
+    let plan: Vec<String> = stages
+        .iter()
+        .map(|s| match s.hold {
+            Some(h) => format!("{}% for {}", s.percent, crate::model::HumanDuration(h)),
+            None => format!("{}%", s.percent),
+        })
+        .collect();
+    let rollout =
+        Rollout { key: key.clone(), target: Target::new(env, app), stages, template, actor: actor.to_string() };
+    inner.audit(actor, "flag", &key, &format!("progressive rollout started: {}", plan.join(", ")));
+    tokio::spawn(flag_rollout::run(inner.clone(), rollout));
+    Ok(Outcome {
+        message: format!("progressive rollout of {key} started, judged on {app} in {env}: {}", plan.join(" → ")),
+        release: None,
+        running: true,
+    })
 }
 
 fn change_flag(

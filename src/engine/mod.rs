@@ -4,6 +4,7 @@
 
 mod actions;
 mod analysis;
+pub mod flag_rollout;
 pub mod plan;
 mod run;
 mod steps;
@@ -84,6 +85,16 @@ pub enum Command {
         key: String,
         percent: u32,
     },
+    /// Roll a flag out in stages, judged on the traffic of `app` in `env`.
+    FlagRollout {
+        key: String,
+        app: String,
+        env: String,
+        /// Default: 10%, 25%, 50%, 100% held 1 h, 1 h, 2 h.
+        stages: Option<Vec<flag_rollout::Stage>>,
+        /// An analysis template of the app; default: the standard's rule every 30 s.
+        template: Option<String>,
+    },
 }
 
 impl Command {
@@ -100,6 +111,7 @@ impl Command {
             Command::Restart { .. } => "restart",
             Command::SetFlag { .. } => "flag",
             Command::SetFlagRollout { .. } => "flag rollout",
+            Command::FlagRollout { .. } => "flag progressive rollout",
         }
     }
 }
@@ -140,6 +152,13 @@ pub enum Event {
     Finished {
         release_id: String,
         status: Status,
+    },
+    /// A progressive flag rollout moved to a stage (`finished` false) or ended.
+    FlagRollout {
+        key: String,
+        finished: bool,
+        ok: bool,
+        message: String,
     },
 }
 
@@ -206,6 +225,8 @@ pub(crate) struct Inner {
     pub events: broadcast::Sender<Event>,
     pub readonly: bool,
     pub flags: std::sync::OnceLock<Arc<crate::flags::FileFlagStore>>,
+    /// Per-variant traffic of flags, for progressive rollouts.
+    flag_metrics: std::sync::OnceLock<Arc<dyn crate::analysis::FlagMetrics>>,
     /// Providers set in place of the estate's (tests put a failing Prometheus here).
     providers: Mutex<HashMap<MetricsSource, Arc<dyn MetricsProvider>>>,
     runs: Mutex<HashMap<Target, RunHandle>>,
@@ -238,6 +259,7 @@ impl Engine {
                 readonly,
                 flags: std::sync::OnceLock::new(),
                 providers: Mutex::new(HashMap::new()),
+                flag_metrics: std::sync::OnceLock::new(),
                 runs: Mutex::new(HashMap::new()),
                 cleanups: Mutex::new(Vec::new()),
             }),
@@ -247,6 +269,11 @@ impl Engine {
     /// Measure with `provider` whenever an analysis names `source`, instead of what the estate says.
     pub fn set_provider(&self, source: MetricsSource, provider: Arc<dyn MetricsProvider>) {
         self.inner.providers.lock().unwrap_or_else(|e| e.into_inner()).insert(source, provider);
+    }
+
+    /// Where progressive rollouts read each variant's traffic.
+    pub fn attach_flag_metrics(&self, metrics: Arc<dyn crate::analysis::FlagMetrics>) {
+        let _ = self.inner.flag_metrics.set(metrics);
     }
 
     /// Give the engine a flag store; flag commands are refused without one.
@@ -344,6 +371,10 @@ impl Engine {
 }
 
 impl Inner {
+    pub(crate) fn flag_metrics(&self) -> Option<Arc<dyn crate::analysis::FlagMetrics>> {
+        self.flag_metrics.get().cloned()
+    }
+
     /// Where an analysis of `target` gets its numbers from.
     pub(crate) fn provider(
         &self,

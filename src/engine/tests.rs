@@ -170,6 +170,7 @@ use crate::cluster::{Routing, WorkloadSpec};
 use crate::store::Store;
 
 mod analysis;
+mod flag_rollout;
 
 #[tokio::test(start_paused = true)]
 async fn a_good_canary_walks_every_step_and_ends_verified() {

@@ -129,6 +129,16 @@ impl FlagSet {
         Ok(())
     }
 
+    /// Put a flag's definition back as it was (e.g. before a failed progressive rollout).
+    pub fn restore_flag(&mut self, key: &str, definition: Value) -> Result<(), FlagError> {
+        let flag = self.flag_mut(key)?;
+        let Value::Object(def) = definition else {
+            return Err(FlagError::Refused(format!("`{key}`: a flag definition is a JSON object")));
+        };
+        *flag = def;
+        Ok(())
+    }
+
     /// Send `percent`% of users to `on` (the rest to `off`), by flagd's `fractional`.
     pub fn set_rollout(&mut self, key: &str, percent: u32) -> Result<(), FlagError> {
         if percent > 100 {

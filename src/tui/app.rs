@@ -274,6 +274,7 @@ impl App {
             Event::Flag { flag, by } => {
                 ("flag", format!("{} {} by {by}", flag.key, if flag.enabled { "on" } else { "off" }))
             }
+            Event::FlagRollout { message, .. } => ("flag", message.clone()),
             Event::Finished { .. } => return,
         };
         self.live.push(LogLine { at: chrono::Utc::now(), kind: kind.into(), text });
