@@ -7,7 +7,6 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::analysis::{FlagMetrics, MetricsError, VersionMetrics};
-use crate::engine::flag_rollout::Stage;
 use crate::flags::{DEMO_FLAGS, FileFlagStore};
 
 /// 1,000 req/s split between `on` and `off` by the flag's current rollout; `off` fails 1% of
