@@ -43,6 +43,22 @@ pub enum FlagsCmd {
         #[arg(long, default_value_t = 10_000)]
         sample: u32,
     },
+    /// Roll a flag out in stages, each held while users served `on` do no worse than those
+    /// served `off` on APP's traffic in ENV; a failed stage turns the flag back. Follows it.
+    Rollout {
+        flag: String,
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        env: String,
+        /// Percent:hold for each stage, e.g. `10:10m,25:10m,50:20m,100` (default 10%, 25%, 50%
+        /// held 1 h, 1 h, 2 h, then 100%).
+        #[arg(long)]
+        stages: Option<String>,
+        /// One of the app's analysis templates (default: the standard's rule every 30 s).
+        #[arg(long)]
+        template: Option<String>,
+    },
     /// A flag's changes, newest first: who, when, what, before and after.
     History {
         flag: String,
@@ -74,6 +90,74 @@ pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
         FlagsCmd::Enable { flag } => change_flag(ctx, &store, flag, true, None).await,
         FlagsCmd::Disable { flag } => change_flag(ctx, &store, flag, false, None).await,
         FlagsCmd::SetRollout { flag, percent } => change_flag(ctx, &store, flag, true, Some(*percent)).await,
+        FlagsCmd::Rollout { flag, app, env, stages, template } => {
+            progressive(ctx, flag, app, env, stages.as_deref(), template.clone()).await
+        }
+    }
+}
+
+/// Starts a progressive rollout on a host of this data dir and prints each stage until it ends.
+async fn progressive(
+    ctx: &Ctx<'_>,
+    flag: &str,
+    app: &str,
+    env: &str,
+    stages: Option<&str>,
+    template: Option<String>,
+) -> i32 {
+    use crate::engine::{Event, flag_rollout};
+    let cli = ctx.cli;
+    if cli.readonly {
+        return fail(cli, EXIT_BAD_INPUT, "read-only: a progressive rollout would change the flags");
+    }
+    let stages = match stages.map(flag_rollout::parse_stages).transpose() {
+        Ok(s) => s,
+        Err(e) => return fail(cli, EXIT_BAD_INPUT, &format!("--stages: {e}")),
+    };
+    let command = EngineCommand::FlagRollout {
+        key: flag.to_string(),
+        app: app.to_string(),
+        env: env.to_string(),
+        stages,
+        template,
+    };
+    let host = match crate::host::Host::start(ctx.estate.clone(), &ctx.data_dir, false, command.name()).await {
+        Ok(h) => h,
+        Err(e @ HostError::Busy { .. }) => return super::relay(ctx, command, &e).await,
+        Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
+    };
+    let mut rx = host.engine.subscribe();
+    let code = match host.engine.execute(&ctx.actor, command).await {
+        Err(e) => super::engine_fail(cli, &e),
+        Ok(out) => {
+            say(cli, json!({"type": "started", "message": out.message}), &out.message);
+            loop {
+                match rx.recv().await {
+                    Ok(Event::FlagRollout { key, finished, ok, message }) if key == flag => {
+                        say(
+                            cli,
+                            json!({"type": "flag_rollout", "finished": finished, "ok": ok, "message": message}),
+                            &message,
+                        );
+                        if finished {
+                            break if ok { EXIT_OK } else { super::EXIT_RELEASE_FAILED };
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break EXIT_BACKEND,
+                }
+            }
+        }
+    };
+    host.stop().await;
+    code
+}
+
+fn say(cli: &super::Cli, json: Value, text: &str) {
+    if cli.json {
+        println!("{json}");
+    } else {
+        println!("{text}");
     }
 }
 
