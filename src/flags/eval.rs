@@ -13,6 +13,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use datalogic_rs::bumpalo::Bump;
@@ -32,11 +33,24 @@ pub trait Clock: Send + Sync {
     fn unix_seconds(&self) -> i64;
 }
 
-/// The system clock.
+/// The system clock. On Linux it reads the coarse real-time clock (a few nanoseconds, where a
+/// precise reading costs tens): it lags the precise one by at most a scheduler tick (a few
+/// milliseconds), far below the second `$flagd.timestamp` counts in.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[cfg(target_os = "linux")]
+    fn unix_seconds(&self) -> i64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec, which `ts` is.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+            return ts.tv_sec;
+        }
+        chrono::Utc::now().timestamp()
+    }
+
+    #[cfg(not(target_os = "linux"))]
     fn unix_seconds(&self) -> i64 {
         chrono::Utc::now().timestamp()
     }
@@ -141,17 +155,58 @@ impl FlagType {
 }
 
 struct CompiledFlag {
+    /// The flag's key, which `$flagd.flagKey` reports.
+    key: Box<str>,
     enabled: bool,
-    variants: Map<String, Value>,
-    default_variant: Option<String>,
+    /// Few in practice: a linear search by name beats hashing.
+    variants: Vec<(Box<str>, Value)>,
+    /// Index in `variants`.
+    default_variant: Option<usize>,
     targeting: Option<Logic>,
 }
 
 /// Every flag of a document, its targeting compiled once; evaluate as often as needed.
 pub struct FlagEvaluator {
     engine: Engine,
-    flags: HashMap<String, CompiledFlag>,
+    flags: HashMap<Box<str>, CompiledFlag, BuildHasherDefault<KeyHasher>>,
     clock: Arc<dyn Clock>,
+}
+
+/// FxHash (rustc's hasher) for flag keys: a multiply and a rotate per 8 bytes, where the
+/// default SipHash costs tens of nanoseconds per lookup. The table is built from the flag
+/// document and never grows from callers' input, so there is no flooding to resist.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl KeyHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl fmt::Debug for FlagEvaluator {
@@ -197,7 +252,7 @@ impl FlagEvaluator {
             .get("flags")
             .and_then(Value::as_object)
             .ok_or_else(|| invalid("needs a top-level `flags` object".into()))?;
-        let mut compiled = HashMap::with_capacity(flags.len());
+        let mut compiled = HashMap::with_capacity_and_hasher(flags.len(), BuildHasherDefault::default());
         for (key, flag) in flags {
             let path = format!("flags.{key}");
             let flag = flag.as_object().ok_or_else(|| invalid(format!("{path} must be an object")))?;
@@ -212,7 +267,7 @@ impl FlagEvaluator {
             };
             let default_variant = match flag.get("defaultVariant") {
                 None | Some(Value::Null) => None,
-                Some(Value::String(d)) if variants.contains_key(d) => Some(d.clone()),
+                Some(Value::String(d)) if variants.contains_key(d) => variants.keys().position(|k| k == d),
                 Some(Value::String(d)) => {
                     return Err(invalid(format!("{path}.defaultVariant `{d}` is not one of its variants")));
                 }
@@ -232,14 +287,18 @@ impl FlagEvaluator {
                 }
                 Some(_) => return Err(invalid(format!("{path}.targeting must be a JsonLogic object"))),
             };
-            compiled.insert(key.clone(), CompiledFlag { enabled, variants, default_variant, targeting });
+            let variants = variants.into_iter().map(|(k, v)| (k.into_boxed_str(), v)).collect();
+            compiled.insert(
+                key.as_str().into(),
+                CompiledFlag { key: key.as_str().into(), enabled, variants, default_variant, targeting },
+            );
         }
         Ok(Self { engine, flags: compiled, clock })
     }
 
     /// Evaluate `key` for `ctx`, as flagd's generic resolve does.
     pub fn evaluate(&self, key: &str, ctx: &Context) -> Resolution<'_> {
-        let Some((flag_key, flag)) = self.flags.get_key_value(key) else {
+        let Some(flag) = self.flags.get(key) else {
             return Resolution::error(ErrorCode::FlagNotFound);
         };
         if !flag.enabled {
@@ -252,9 +311,9 @@ impl FlagEvaluator {
         let picked = ARENA.with(|cell| match cell.try_borrow_mut() {
             Ok(mut arena) => {
                 arena.reset();
-                self.run(logic, flag_key, flag, ctx, now, &arena)
+                self.run(logic, flag, ctx, now, &arena)
             }
-            Err(_) => self.run(logic, flag_key, flag, ctx, now, &Bump::new()),
+            Err(_) => self.run(logic, flag, ctx, now, &Bump::new()),
         });
         match picked {
             Picked::Null => flag.default_resolution(Reason::Default),
@@ -275,19 +334,11 @@ impl FlagEvaluator {
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.flags.keys().map(String::as_str)
+        self.flags.keys().map(|k| &**k)
     }
 
-    fn run<'e>(
-        &'e self,
-        logic: &Logic,
-        flag_key: &'e str,
-        flag: &'e CompiledFlag,
-        ctx: &Context,
-        now: i64,
-        arena: &Bump,
-    ) -> Picked<'e> {
-        let data = context_value(ctx, flag_key, now, arena);
+    fn run<'e>(&'e self, logic: &Logic, flag: &'e CompiledFlag, ctx: &Context, now: i64, arena: &Bump) -> Picked<'e> {
+        let data = context_value(ctx, &flag.key, now, arena);
         match self.engine.evaluate(logic, data, arena) {
             Ok(result) => flag.pick(result),
             Err(e) if is_operator_error(&e.kind) => Picked::Null,
@@ -304,7 +355,7 @@ enum Picked<'e> {
 
 impl CompiledFlag {
     fn default_resolution(&self, reason: Reason) -> Resolution<'_> {
-        match self.default_variant.as_deref().and_then(|d| self.variants.get_key_value(d)) {
+        match self.default_variant.and_then(|d| self.variants.get(d)) {
             Some((name, value)) => Resolution { variant: Some(name), value: Some(value), reason, error: None },
             // No default variant: the application's code default, reported as DEFAULT.
             None => Resolution { variant: None, value: None, reason: Reason::Default, error: None },
@@ -320,7 +371,7 @@ impl CompiledFlag {
             DataValue::Bool(false) => "false",
             _ => return Picked::Invalid,
         };
-        match self.variants.get_key_value(name) {
+        match self.variants.iter().find(|(n, _)| **n == *name) {
             Some((name, value)) => Picked::Variant(name, value),
             None => Picked::Invalid,
         }
@@ -338,14 +389,13 @@ fn context_value<'a>(ctx: &'a Context, flag_key: &'a str, now: i64, arena: &'a B
         ("flagKey", DataValue::String(flag_key)),
         ("timestamp", DataValue::Number(NumberValue::from_i64(now))),
     ]);
-    let mut pairs = Vec::with_capacity(ctx.len() + 1);
-    for (k, v) in ctx {
-        if k != "$flagd" {
-            pairs.push((k.as_str(), to_data(v, arena)));
-        }
-    }
-    pairs.push(("$flagd", DataValue::Object(flagd)));
-    arena.alloc(DataValue::Object(arena.alloc_slice_copy(&pairs)))
+    let len = ctx.len() - usize::from(ctx.contains_key("$flagd")) + 1;
+    let mut attrs = ctx.iter().filter(|(k, _)| *k != "$flagd");
+    let pairs = arena.alloc_slice_fill_with(len, |_| match attrs.next() {
+        Some((k, v)) => (k.as_str(), to_data(v, arena)),
+        None => ("$flagd", DataValue::Object(flagd)),
+    });
+    arena.alloc(DataValue::Object(pairs))
 }
 
 fn to_data<'a>(v: &'a Value, arena: &'a Bump) -> DataValue<'a> {

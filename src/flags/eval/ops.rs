@@ -37,25 +37,50 @@ fn fail<T>(message: &str) -> Result<T> {
 
 /// MurmurHash3 x86 32-bit (Austin Appleby's reference algorithm).
 pub fn murmur3_x86_32(bytes: &[u8], seed: u32) -> u32 {
+    murmur3_x86_32_concat(&[bytes], seed)
+}
+
+/// MurmurHash3 x86 32-bit of the concatenation of `parts`, streamed: no joined copy is built.
+pub fn murmur3_x86_32_concat(parts: &[&[u8]], seed: u32) -> u32 {
     const C1: u32 = 0xcc9e_2d51;
     const C2: u32 = 0x1b87_3593;
+    let mix = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
     let mut h = seed;
-    let mut blocks = bytes.chunks_exact(4);
-    for b in &mut blocks {
-        let mut k = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-        h ^= k;
-        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    let mut len = 0usize;
+    // Bytes of a 4-byte block not yet complete, carried across parts.
+    let mut pending = [0u8; 4];
+    let mut filled = 0usize;
+    for part in parts {
+        len += part.len();
+        let mut bytes = *part;
+        if filled > 0 {
+            let take = (4 - filled).min(bytes.len());
+            pending[filled..filled + take].copy_from_slice(&bytes[..take]);
+            filled += take;
+            bytes = &bytes[take..];
+            if filled < 4 {
+                continue;
+            }
+            h ^= mix(u32::from_le_bytes(pending));
+            h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+        }
+        let mut blocks = bytes.chunks_exact(4);
+        for b in &mut blocks {
+            h ^= mix(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+        }
+        let tail = blocks.remainder();
+        pending[..tail.len()].copy_from_slice(tail);
+        filled = tail.len();
     }
-    let tail = blocks.remainder();
-    if !tail.is_empty() {
+    if filled > 0 {
         let mut k = 0u32;
-        for (i, byte) in tail.iter().enumerate() {
+        for (i, byte) in pending[..filled].iter().enumerate() {
             k |= u32::from(*byte) << (8 * i);
         }
-        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        h ^= mix(k);
     }
-    h ^= bytes.len() as u32;
+    h ^= len as u32;
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;
@@ -65,7 +90,12 @@ pub fn murmur3_x86_32(bytes: &[u8], seed: u32) -> u32 {
 
 /// The bucket of `key` among `total_weight` buckets: `(murmur3(key) × total) >> 32`.
 pub fn bucket(key: &str, total_weight: u32) -> u64 {
-    (u64::from(murmur3_x86_32(key.as_bytes(), 0)) * u64::from(total_weight)) >> 32
+    bucket_concat(&[key.as_bytes()], total_weight)
+}
+
+/// [`bucket`] of the concatenation of `parts`.
+pub fn bucket_concat(parts: &[&[u8]], total_weight: u32) -> u64 {
+    (u64::from(murmur3_x86_32_concat(parts, 0)) * u64::from(total_weight)) >> 32
 }
 
 fn lookup<'a>(v: &'a DataValue<'a>, key: &str) -> Option<&'a DataValue<'a>> {
@@ -81,11 +111,13 @@ impl CustomOperator for Fractional {
         &self,
         args: &[&'a DataValue<'a>],
         ctx: &mut EvalContext<'_, 'a>,
-        arena: &'a Bump,
+        _arena: &'a Bump,
     ) -> Result<&'a DataValue<'a>> {
         let Some(first) = args.first() else { return fail("fractional needs buckets") };
-        let (key, buckets): (&str, &[&DataValue<'a>]) = match first.as_str() {
-            Some(s) => (s, &args[1..]),
+        // The bucketing key: the string given, or `$flagd.flagKey` followed by `targetingKey`
+        // (hashed as one string without joining them).
+        let (key, buckets): ([&[u8]; 2], &[&DataValue<'a>]) = match first.as_str() {
+            Some(s) => ([s.as_bytes(), b""], &args[1..]),
             None => {
                 let root = ctx.root_input();
                 let Some(targeting_key) = lookup(root, "targetingKey").and_then(DataValue::as_str) else {
@@ -93,14 +125,8 @@ impl CustomOperator for Fractional {
                 };
                 let flag_key = lookup(root, "$flagd").and_then(|f| lookup(f, "flagKey")).and_then(DataValue::as_str);
                 let flag_key = flag_key.unwrap_or("");
-                let mut key = datalogic_rs::bumpalo::collections::String::with_capacity_in(
-                    flag_key.len() + targeting_key.len(),
-                    arena,
-                );
-                key.push_str(flag_key);
-                key.push_str(targeting_key);
                 let rest = if first.is_null() { &args[1..] } else { args };
-                (key.into_bump_str(), rest)
+                ([flag_key.as_bytes(), targeting_key.as_bytes()], rest)
             }
         };
         if buckets.is_empty() {
@@ -117,7 +143,7 @@ impl CustomOperator for Fractional {
         if total > i32::MAX as u64 {
             return fail("fractional: the weights add up to more than 2147483647");
         }
-        let at = bucket(key, total as u32);
+        let at = bucket_concat(&key, total as u32);
         let mut end = 0u64;
         for b in buckets {
             let (variant, weight) = parse_bucket(b)?;

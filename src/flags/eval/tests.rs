@@ -41,6 +41,21 @@ fn murmur3_matches_known_vectors_and_the_murmur3_crate() {
 }
 
 #[test]
+fn murmur3_over_parts_is_murmur3_over_their_concatenation() {
+    for key in ["", "a", "abcdefg", "new-checkout-flowuser-42", "flagkeytargeting", "ünïcödé-x"] {
+        let whole = ops::murmur3_x86_32(key.as_bytes(), 0);
+        for split in 0..=key.len() {
+            let (a, b) = key.as_bytes().split_at(split);
+            assert_eq!(ops::murmur3_x86_32_concat(&[a, b], 0), whole, "{key} at {split}");
+            for split2 in split..=key.len() {
+                let (b1, b2) = b.split_at(split2 - split);
+                assert_eq!(ops::murmur3_x86_32_concat(&[a, b1, b2], 0), whole, "{key} at {split}, {split2}");
+            }
+        }
+    }
+}
+
+#[test]
 fn fractional_buckets_by_flag_key_then_targeting_key() {
     let e = one_flag(&["on", "off"], Some("off"), json!({"fractional": [["on", 25], ["off", 75]]}));
     for user in ["user-1", "user-2", "user-3", "alice", "bob", "carol", "dave", "a-much-longer-targeting-key"] {
