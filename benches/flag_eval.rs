@@ -43,10 +43,10 @@ fn main() {
     let plans = ["free", "pro", "enterprise", "team"];
     let contexts: Vec<Context> = (0..CONTEXTS)
         .map(|i| {
-            let mut c = Context::new();
-            c.insert("targetingKey".into(), Value::String(format!("user-{i}")));
-            c.insert("plan".into(), Value::String(plans[i % plans.len()].into()));
-            c
+            Context::from_iter([
+                ("targetingKey", Value::String(format!("user-{i}"))),
+                ("plan", Value::String(plans[i % plans.len()].into())),
+            ])
         })
         .collect();
 

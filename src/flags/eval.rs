@@ -25,8 +25,99 @@ use super::{FlagError, FlagSet};
 
 pub mod ops;
 
+self_cell::self_cell!(
+    struct ContextCell {
+        owner: Bump,
+        #[covariant]
+        dependent: DataValue,
+    }
+);
+
 /// The evaluation context: attributes the rules read with `var`, and `targetingKey`.
-pub type Context = Map<String, Value>;
+///
+/// Built once, from a JSON object or from pairs, into one small arena of its own in the form
+/// the rules read (a datalogic-rs value): an evaluation borrows it, neither converting nor
+/// copying it, and its attributes sit together in memory. A `$flagd` attribute is dropped, as
+/// the evaluator supplies its own (as flagd does). It is `Send` but not `Sync`.
+pub struct Context(ContextCell);
+
+impl Context {
+    /// No attributes.
+    pub fn new() -> Self {
+        Self::build(std::iter::empty())
+    }
+
+    fn build<'k>(attrs: impl Iterator<Item = (&'k str, &'k Value)>) -> Self {
+        let attrs: Vec<(&str, &Value)> = attrs.filter(|(k, _)| *k != "$flagd").collect();
+        let size: usize = attrs.iter().map(|(k, v)| k.len() + size_of::<(&str, DataValue)>() + data_size(v)).sum();
+        Self(ContextCell::new(Bump::with_capacity(size.max(16)), |arena| {
+            DataValue::Object(
+                arena.alloc_slice_fill_iter(attrs.iter().map(|(k, v)| (&*arena.alloc_str(k), to_data(v, arena)))),
+            )
+        }))
+    }
+
+    /// The attributes, in order.
+    pub fn attributes(&self) -> &[(&str, DataValue<'_>)] {
+        self.0.borrow_dependent().as_object().unwrap_or(&[])
+    }
+
+    pub fn len(&self) -> usize {
+        self.attributes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.attributes().is_empty()
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Context({})", self.0.borrow_dependent())
+    }
+}
+
+impl From<&Map<String, Value>> for Context {
+    fn from(map: &Map<String, Value>) -> Self {
+        Self::build(map.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+}
+
+impl From<Map<String, Value>> for Context {
+    fn from(map: Map<String, Value>) -> Self {
+        Self::from(&map)
+    }
+}
+
+/// From `(name, value)` pairs; a later pair replaces an earlier one of the same name.
+impl<K: AsRef<str>> FromIterator<(K, Value)> for Context {
+    fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Self {
+        let mut pairs: Vec<(K, Value)> = Vec::new();
+        for (k, v) in iter {
+            match pairs.iter_mut().find(|(seen, _)| seen.as_ref() == k.as_ref()) {
+                Some(slot) => slot.1 = v,
+                None => pairs.push((k, v)),
+            }
+        }
+        Self::build(pairs.iter().map(|(k, v)| (k.as_ref(), v)))
+    }
+}
+
+/// Bytes a value takes in a context's arena (enough to size it in one piece).
+fn data_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(|i| size_of::<DataValue>() + data_size(i)).sum(),
+        Value::Object(m) => m.iter().map(|(k, i)| k.len() + size_of::<(&str, DataValue)>() + data_size(i)).sum(),
+        _ => 0,
+    }
+}
 
 /// The time `$flagd.timestamp` reports, in Unix seconds. Injectable for tests.
 pub trait Clock: Send + Sync {
@@ -382,23 +473,21 @@ fn is_operator_error(kind: &ErrorKind) -> bool {
     matches!(kind, ErrorKind::Custom(source) if source.downcast_ref::<ops::OperatorError>().is_some())
 }
 
-/// The context as the rules see it: the caller's attributes plus `$flagd` (which replaces any
-/// `$flagd` the caller sent, as flagd does).
+/// The context as the rules see it: the caller's attributes (borrowed) plus `$flagd` (any
+/// `$flagd` the caller sent was dropped when the context was built, as flagd replaces it).
 fn context_value<'a>(ctx: &'a Context, flag_key: &'a str, now: i64, arena: &'a Bump) -> &'a DataValue<'a> {
     let flagd = arena.alloc_slice_copy(&[
         ("flagKey", DataValue::String(flag_key)),
         ("timestamp", DataValue::Number(NumberValue::from_i64(now))),
     ]);
-    let len = ctx.len() - usize::from(ctx.contains_key("$flagd")) + 1;
-    let mut attrs = ctx.iter().filter(|(k, _)| *k != "$flagd");
-    let pairs = arena.alloc_slice_fill_with(len, |_| match attrs.next() {
-        Some((k, v)) => (k.as_str(), to_data(v, arena)),
-        None => ("$flagd", DataValue::Object(flagd)),
+    let attrs = ctx.attributes();
+    let pairs = arena.alloc_slice_fill_with(attrs.len() + 1, |i| {
+        attrs.get(i).copied().unwrap_or(("$flagd", DataValue::Object(flagd)))
     });
     arena.alloc(DataValue::Object(pairs))
 }
 
-fn to_data<'a>(v: &'a Value, arena: &'a Bump) -> DataValue<'a> {
+fn to_data<'a>(v: &Value, arena: &'a Bump) -> DataValue<'a> {
     match v {
         Value::Null => DataValue::Null,
         Value::Bool(b) => DataValue::Bool(*b),
@@ -406,11 +495,11 @@ fn to_data<'a>(v: &'a Value, arena: &'a Bump) -> DataValue<'a> {
             Some(i) => DataValue::Number(NumberValue::from_i64(i)),
             None => DataValue::Number(NumberValue::from_f64(n.as_f64().unwrap_or(f64::NAN))),
         },
-        Value::String(s) => DataValue::String(s),
+        Value::String(s) => DataValue::String(arena.alloc_str(s)),
         Value::Array(items) => DataValue::Array(arena.alloc_slice_fill_iter(items.iter().map(|i| to_data(i, arena)))),
-        Value::Object(m) => {
-            DataValue::Object(arena.alloc_slice_fill_iter(m.iter().map(|(k, v)| (k.as_str(), to_data(v, arena)))))
-        }
+        Value::Object(m) => DataValue::Object(
+            arena.alloc_slice_fill_iter(m.iter().map(|(k, v)| (&*arena.alloc_str(k), to_data(v, arena)))),
+        ),
     }
 }
 

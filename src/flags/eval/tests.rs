@@ -6,7 +6,7 @@ fn evaluator(doc: Value) -> FlagEvaluator {
 }
 
 fn ctx(v: Value) -> Context {
-    v.as_object().cloned().unwrap_or_default()
+    v.as_object().map(Context::from).unwrap_or_default()
 }
 
 /// One flag `f` with string variants named as their values.
