@@ -197,9 +197,8 @@ fn list(ctx: &Ctx<'_>, set: &FlagSet) -> i32 {
 fn shares(set: &FlagSet, flag: &str, n: u32) -> Result<Vec<(String, f64)>, String> {
     let evaluator = FlagEvaluator::new(set).map_err(|e| e.to_string())?;
     let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
-    let mut ctx = Context::new();
     for i in 0..n {
-        ctx.insert("targetingKey".into(), Value::String(format!("user-{i}")));
+        let ctx: Context = [("targetingKey", Value::String(format!("user-{i}")))].into_iter().collect();
         let r = evaluator.evaluate(flag, &ctx);
         *counts.entry(r.variant.unwrap_or("(code default)").to_string()).or_default() += 1;
     }
@@ -248,7 +247,7 @@ fn eval(ctx: &Ctx<'_>, set: &FlagSet, flag: &str, pairs: &[String]) -> i32 {
     if let Err(e) = known(set, flag) {
         return fail(cli, EXIT_BAD_INPUT, &e);
     }
-    let mut context = Context::new();
+    let mut context = serde_json::Map::new();
     for p in pairs {
         let Some((k, v)) = p.split_once('=').filter(|(k, _)| !k.is_empty()) else {
             return fail(cli, EXIT_BAD_INPUT, &format!("--context `{p}`: write KEY=VALUE, e.g. plan=pro"));
@@ -261,7 +260,7 @@ fn eval(ctx: &Ctx<'_>, set: &FlagSet, flag: &str, pairs: &[String]) -> i32 {
         Ok(e) => e,
         Err(e) => return fail(cli, EXIT_BAD_INPUT, &e.to_string()),
     };
-    let r = evaluator.evaluate(flag, &context);
+    let r = evaluator.evaluate(flag, &Context::from(&context));
     if cli.json {
         println!(
             "{}",
