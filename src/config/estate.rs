@@ -272,6 +272,9 @@ fn check_app(app: &AppSettings, in_env: &str, has_prometheus: bool) -> Result<()
                 v.p50_ms
             ));
         }
+        for (i, e) in v.flag_effects.iter().enumerate() {
+            check_flag_effect(e).map_err(|m| format!("{}: {m}", vat(&format!("flag_effects[{i}]"))))?;
+        }
     }
     if let Some(init) = &app.initial_version
         && !seen.contains(init.as_str())
@@ -331,6 +334,33 @@ fn check_app(app: &AppSettings, in_env: &str, has_prometheus: bool) -> Result<()
         if c.retries == 0 {
             return Err(format!("{} must be at least 1", at(&format!("verification.checks `{}`.retries", c.name))));
         }
+    }
+    Ok(())
+}
+
+/// A flag key the pods can name in a response header (`x-shipdeck-flag-<flag>`), a variant
+/// they can send as its value, and an effect within bounds.
+fn check_flag_effect(e: &crate::model::FlagEffect) -> Result<(), String> {
+    let header_safe = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+    };
+    if !header_safe(&e.flag) {
+        return Err(format!(
+            "flag = {:?}: a flag with effects needs a key of lowercase letters, digits, `-`, `_` or `.` \
+             (pods name it in the `x-shipdeck-flag-<flag>` response header)",
+            e.flag
+        ));
+    }
+    if e.variant.is_empty() || !e.variant.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("variant = {:?} must be a variant name of visible ASCII characters", e.variant));
+    }
+    if let Some(rate) = e.error_rate
+        && !(0.0..=1.0).contains(&rate)
+    {
+        return Err(format!("error_rate = {rate} must be between 0.0 and 1.0 (0.1 means 10%)"));
+    }
+    if !(e.extra_latency_ms.is_finite() && (0.0..=60_000.0).contains(&e.extra_latency_ms)) {
+        return Err(format!("extra_latency_ms = {} must be between 0 and 60000", e.extra_latency_ms));
     }
     Ok(())
 }
@@ -456,5 +486,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("30s"), "{err}");
+    }
+
+    fn with_effect(effect: &str) -> Result<Estate, String> {
+        let text =
+            minimal("", "").replace("version = \"1.0.0\"", &format!("version = \"1.0.0\"\nflag_effects = [{effect}]"));
+        Estate::parse(&text, "x.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flag_effects_parse_and_bad_ones_are_refused_naming_the_key() {
+        let e = with_effect(r#"{ flag = "new-checkout", variant = "on", error_rate = 0.1, extra_latency_ms = 30 }"#)
+            .unwrap();
+        let effects = &e.settings("dev", "a").unwrap().versions[0].flag_effects;
+        assert_eq!(effects.len(), 1);
+        assert_eq!((effects[0].error_rate, effects[0].extra_latency_ms), (Some(0.1), 30.0));
+        let only_latency = with_effect(r#"{ flag = "f", variant = "on", extra_latency_ms = 5 }"#).unwrap();
+        assert_eq!(only_latency.settings("dev", "a").unwrap().versions[0].flag_effects[0].error_rate, None);
+        for (effect, want) in [
+            (r#"{ flag = "f", variant = "on", error_rate = 1.5 }"#, "flag_effects[0]: error_rate = 1.5"),
+            (r#"{ flag = "f", variant = "on", extra_latency_ms = -1 }"#, "extra_latency_ms = -1"),
+            (r#"{ flag = "f", variant = "on", eror_rate = 0.1 }"#, "eror_rate"),
+            (r#"{ flag = "New Checkout", variant = "on" }"#, "x-shipdeck-flag-<flag>"),
+            (r#"{ flag = "f", variant = "" }"#, "variant"),
+            (r#"{ variant = "on" }"#, "flag"),
+        ] {
+            let err = with_effect(effect).unwrap_err();
+            assert!(err.contains("x.toml") && err.contains(want), "{effect}: {err}");
+        }
     }
 }

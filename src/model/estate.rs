@@ -43,6 +43,28 @@ pub struct VersionProfile {
     /// Dependencies that `/health/dependencies` reports unhealthy.
     #[serde(default)]
     pub broken_dependencies: Vec<String>,
+    /// What feature flags do to this version: a pod evaluates these flags on every API request
+    /// and applies the effect of the variant it served.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flag_effects: Vec<FlagEffect>,
+}
+
+/// `{ flag = "new-checkout", variant = "on", error_rate = 0.1, extra_latency_ms = 30 }`: a
+/// request served `variant` of `flag` fails at `error_rate` (instead of the version's rate)
+/// and takes `extra_latency_ms` longer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagEffect {
+    /// The flag's key in the flag store.
+    pub flag: String,
+    /// The variant the effect applies to.
+    pub variant: String,
+    /// Share of requests (0.0–1.0) answered with a 500; absent keeps the version's rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    /// Added to the version's latency.
+    #[serde(default)]
+    pub extra_latency_ms: f64,
 }
 
 fn default_p50() -> f64 {
