@@ -5,6 +5,7 @@
 //! (the active entry) and a preview entry in front of them, and a load generator that plays
 //! the users. The router's observations feed [`MetricsProvider`].
 
+pub mod flags;
 mod http;
 mod loadgen;
 mod pod;
@@ -23,14 +24,17 @@ use async_trait::async_trait;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
+use self::flags::FlagSlot;
 use self::workload::{Shared, Workload};
 use super::{Cluster, ClusterError, ProbeRequest, ProbeResponse, Routing, Target, WorkloadSpec, WorkloadState};
 use crate::analysis::{MetricsError, MetricsProvider, VersionMetrics};
+use crate::flags::FlagEvaluator;
 use crate::model::AppSettings;
 
 pub struct LocalCluster {
     workloads: BTreeMap<Target, Arc<Workload>>,
     routed: Arc<AtomicU64>,
+    flags: Arc<FlagSlot>,
     /// Ends the cluster's runtime thread when sent (or dropped).
     stop: Mutex<Option<oneshot::Sender<()>>>,
 }
@@ -50,8 +54,15 @@ impl LocalCluster {
         raise_fd_limit();
         let (rt, stop) = spawn_runtime().await?;
         let routed = Arc::new(AtomicU64::new(0));
-        let shared = Shared { rt, plain: http::plain_client(), proxy: http::proxy_client(), routed: routed.clone() };
-        let mut cluster = LocalCluster { workloads: BTreeMap::new(), routed, stop: Mutex::new(Some(stop)) };
+        let flags = Arc::new(FlagSlot::default());
+        let shared = Shared {
+            rt,
+            plain: http::plain_client(),
+            proxy: http::proxy_client(),
+            routed: routed.clone(),
+            flags: flags.clone(),
+        };
+        let mut cluster = LocalCluster { workloads: BTreeMap::new(), routed, flags, stop: Mutex::new(Some(stop)) };
         for (target, settings) in apps {
             if cluster.workloads.contains_key(&target) {
                 cluster.shutdown();
@@ -94,6 +105,29 @@ impl LocalCluster {
     pub fn set_load(&self, target: &Target, rps: f64) {
         if let Some(w) = self.workloads.get(target) {
             w.set_load(rps);
+        }
+    }
+
+    /// The flags every pod evaluates from its next request on (see [`flags`] for the headers a
+    /// pod reads and writes). Until the first call every flag resolves to the code default.
+    pub fn set_flags(&self, evaluator: Arc<FlagEvaluator>) {
+        self.flags.set(evaluator);
+    }
+
+    /// What the active entry saw per variant of `flag` over `window`, across the workload's
+    /// versions: requests, errors (5xx) and latencies of the requests a pod served that
+    /// variant to. Variants that served nothing in the window are absent.
+    pub fn flag_metrics(
+        &self,
+        target: &Target,
+        flag: &str,
+        window: std::time::Duration,
+    ) -> Result<BTreeMap<String, VersionMetrics>, MetricsError> {
+        match self.workloads.get(target) {
+            Some(w) => Ok(w.flag_metrics(flag, window)),
+            None => {
+                Err(MetricsError { target: target.to_string(), message: "not a workload of the local cluster".into() })
+            }
         }
     }
 

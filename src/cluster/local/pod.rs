@@ -1,6 +1,8 @@
 //! One pod: a small HTTP server on a loopback port that behaves like one version of the demo
 //! service, as its `VersionProfile` says (latency, errors, readiness delay, broken
-//! dependencies), or a pod that never serves (crash loop, unknown image).
+//! dependencies), or a pod that never serves (crash loop, unknown image). A version that
+//! declares `flag_effects` evaluates those flags on every API request (see [`super::flags`])
+//! and behaves as the variant it served says.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::http::uri::Authority;
 use hyper::{Method, Request, Response, StatusCode};
 use rand::rngs::SmallRng;
@@ -22,6 +25,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
 
+use super::flags::{CODE_DEFAULT, FlagSlot, context_from_headers, flag_header};
 use super::http::{bind_loopback, json, respond, serve, stable_hash};
 use crate::cluster::{PodPhase, PodState, Target};
 use crate::model::VersionProfile;
@@ -65,6 +69,7 @@ impl Pod {
         version: &str,
         profile: Option<&VersionProfile>,
         users: Arc<UserStore>,
+        flags: Arc<FlagSlot>,
         rt: &Handle,
     ) -> std::io::Result<Arc<Pod>> {
         let kind = match profile {
@@ -91,7 +96,7 @@ impl Pod {
             let addr = listener.local_addr()?;
             pod.addr = Some(addr);
             pod.authority = Authority::try_from(addr.to_string().as_str()).ok();
-            let app = Arc::new(PodApp::new(&pod.name, target, profile, users));
+            let app = Arc::new(PodApp::new(&pod.name, target, profile, users, flags));
             let handle = rt.spawn(serve(listener, move |req| PodApp::handle(app.clone(), req), stop_rx));
             pod.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(handle.abort_handle());
             *pod.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
@@ -279,6 +284,42 @@ struct Metrics {
     buckets: [u64; BUCKETS.len() + 1],
     sum_seconds: f64,
     count: u64,
+    /// Evaluations per flag and variant served.
+    flags: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// A flag this version declares effects for, and those effects per variant.
+struct FlagUse {
+    key: String,
+    header: Option<HeaderName>,
+    /// (variant, error rate replacing the version's, added latency)
+    effects: Vec<(String, Option<f64>, Duration)>,
+}
+
+/// What the flags served to one request do to it.
+#[derive(Default)]
+struct Served {
+    error_rate: Option<f64>,
+    extra: Duration,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// One `FlagUse` per flag, in the order the profile first names them.
+fn flag_uses(profile: &VersionProfile) -> Vec<FlagUse> {
+    let mut uses: Vec<FlagUse> = Vec::new();
+    for e in &profile.flag_effects {
+        let extra = if e.extra_latency_ms.is_finite() && e.extra_latency_ms > 0.0 {
+            Duration::from_secs_f64(e.extra_latency_ms / 1000.0).min(MAX_LATENCY)
+        } else {
+            Duration::ZERO
+        };
+        let effect = (e.variant.clone(), e.error_rate.filter(|r| r.is_finite()), extra);
+        match uses.iter_mut().find(|u| u.key == e.flag) {
+            Some(u) => u.effects.push(effect),
+            None => uses.push(FlagUse { key: e.flag.clone(), header: flag_header(&e.flag), effects: vec![effect] }),
+        }
+    }
+    uses
 }
 
 /// What a serving pod answers with.
@@ -295,10 +336,18 @@ struct PodApp {
     /// `app="…",env="…",version="…"`, escaped once.
     labels: String,
     metrics: Mutex<Metrics>,
+    flag_uses: Vec<FlagUse>,
+    flags: Arc<FlagSlot>,
 }
 
 impl PodApp {
-    fn new(pod_name: &str, target: &Target, profile: &VersionProfile, users: Arc<UserStore>) -> Self {
+    fn new(
+        pod_name: &str,
+        target: &Target,
+        profile: &VersionProfile,
+        users: Arc<UserStore>,
+        flags: Arc<FlagSlot>,
+    ) -> Self {
         let mut deps: Vec<String> = ["database", "cache"].iter().map(|s| s.to_string()).collect();
         for broken in &profile.broken_dependencies {
             if !deps.contains(broken) {
@@ -327,6 +376,8 @@ impl PodApp {
             dependencies_ok: profile.broken_dependencies.is_empty(),
             labels,
             metrics: Mutex::new(Metrics::default()),
+            flag_uses: flag_uses(profile),
+            flags,
         }
     }
 
@@ -349,20 +400,64 @@ impl PodApp {
             "/metrics" if get => respond(StatusCode::OK, "text/plain; version=0.0.4", self.render_metrics()),
             _ if path == "/api/v1/users" || path.starts_with("/api/v1/users/") => {
                 let start = Instant::now();
-                let resp = self.api(req).await;
+                let served = self.serve_flags(req.headers());
+                let mut resp = self.api(req, served.error_rate, served.extra).await;
                 self.observe(resp.status().as_u16(), start.elapsed());
+                resp.headers_mut().extend(served.headers);
                 resp
             }
             _ => json(StatusCode::NOT_FOUND, &b"{\"error\":\"not found\"}"[..]),
         }
     }
 
-    /// The business endpoints: they pay the profile's latency and fail at its error rate.
-    async fn api(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// Evaluates the flags this version has effects for, counts what it served, and says
+    /// what those variants do to the request.
+    fn serve_flags(&self, headers: &hyper::HeaderMap) -> Served {
+        let mut served = Served::default();
+        if self.flag_uses.is_empty() {
+            return served;
+        }
+        let evaluator = self.flags.current();
+        let ctx = context_from_headers(headers);
+        let mut variants: Vec<&str> = Vec::with_capacity(self.flag_uses.len());
+        for u in &self.flag_uses {
+            let variant = evaluator.as_ref().and_then(|e| e.evaluate(&u.key, &ctx).variant).unwrap_or(CODE_DEFAULT);
+            for (_, rate, extra) in u.effects.iter().filter(|(v, _, _)| v == variant) {
+                if let Some(rate) = rate {
+                    served.error_rate = Some(served.error_rate.map_or(*rate, |r| r.max(*rate)));
+                }
+                served.extra += *extra;
+            }
+            if let (Some(name), Ok(value)) = (&u.header, HeaderValue::from_str(variant)) {
+                served.headers.push((name.clone(), value));
+            }
+            variants.push(variant);
+        }
+        let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        for (u, variant) in self.flag_uses.iter().zip(variants) {
+            // Look up by `&str` first: the keys are allocated once, not per request.
+            if !m.flags.contains_key(&u.key) {
+                m.flags.insert(u.key.clone(), BTreeMap::new());
+            }
+            let Some(per_variant) = m.flags.get_mut(&u.key) else { continue };
+            match per_variant.get_mut(variant) {
+                Some(n) => *n += 1,
+                None => {
+                    per_variant.insert(variant.to_string(), 1);
+                }
+            }
+        }
+        served
+    }
+
+    /// The business endpoints: they pay the profile's latency (plus what the served flag
+    /// variants add) and fail at its error rate (or the one a served variant sets).
+    async fn api(&self, req: Request<Incoming>, error_rate: Option<f64>, extra: Duration) -> Response<Full<Bytes>> {
+        let error_rate = error_rate.unwrap_or(self.error_rate);
         let (delay, fail) = {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            let delay = self.latency.sample(&mut rng);
-            (delay, self.error_rate > 0.0 && rng.random::<f64>() < self.error_rate)
+            let delay = (self.latency.sample(&mut rng) + extra).min(MAX_LATENCY);
+            (delay, error_rate > 0.0 && rng.random::<f64>() < error_rate)
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -442,6 +537,16 @@ impl PodApp {
         let _ = writeln!(out, "http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}", m.count);
         let _ = writeln!(out, "http_request_duration_seconds_sum{{{l}}} {}", m.sum_seconds);
         let _ = writeln!(out, "http_request_duration_seconds_count{{{l}}} {}", m.count);
+        if !m.flags.is_empty() {
+            out.push_str("# HELP flag_evaluations_total Feature flag evaluations, by flag and the variant served.\n");
+            out.push_str("# TYPE flag_evaluations_total counter\n");
+            for (flag, variants) in &m.flags {
+                for (variant, n) in variants {
+                    let (f, v) = (escape_label(flag), escape_label(variant));
+                    let _ = writeln!(out, "flag_evaluations_total{{{l},flag=\"{f}\",variant=\"{v}\"}} {n}");
+                }
+            }
+        }
         out
     }
 }

@@ -14,8 +14,9 @@ use hyper::header::{COOKIE, HeaderName, HeaderValue};
 use hyper::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::{Request, Response, StatusCode, Uri};
 
+use super::flags::FLAG_HEADER_PREFIX;
 use super::http::{ProxyClient, fast_below, respond};
-use super::stats::{Stats, VersionStats};
+use super::stats::{FlagStats, Stats, VersionStats};
 use crate::cluster::{MatchKind, Routing};
 
 pub(crate) type RouterBody = Either<Incoming, Full<Bytes>>;
@@ -124,11 +125,12 @@ pub(crate) struct Router {
     table: RwLock<Arc<RouteTable>>,
     client: ProxyClient,
     routed: Arc<AtomicU64>,
+    flag_stats: Arc<FlagStats>,
 }
 
 impl Router {
-    pub(crate) fn new(client: ProxyClient, routed: Arc<AtomicU64>) -> Self {
-        Self { table: RwLock::new(Arc::new(RouteTable::default())), client, routed }
+    pub(crate) fn new(client: ProxyClient, routed: Arc<AtomicU64>, flag_stats: Arc<FlagStats>) -> Self {
+        Self { table: RwLock::new(Arc::new(RouteTable::default())), client, routed, flag_stats }
     }
 
     pub(crate) fn set_table(&self, table: RouteTable) {
@@ -169,12 +171,29 @@ impl Router {
         }
         match self.client.request(req).await {
             Ok(resp) => {
-                record(resp.status().is_server_error());
+                let error = resp.status().is_server_error();
+                record(error);
+                if !preview {
+                    self.record_flags(resp.headers(), start.elapsed().as_secs_f32() * 1000.0, error);
+                }
                 tagged(resp.map(Either::Left), route)
             }
             Err(_) => {
                 record(true);
                 tagged(plain(StatusCode::BAD_GATEWAY, "upstream connection failed\n"), route)
+            }
+        }
+    }
+}
+
+impl Router {
+    /// Counts the request for every flag variant the pod says it served.
+    fn record_flags(&self, headers: &hyper::HeaderMap, latency_ms: f32, error: bool) {
+        for (name, value) in headers {
+            if let Some(flag) = name.as_str().strip_prefix(FLAG_HEADER_PREFIX)
+                && let Ok(variant) = value.to_str()
+            {
+                self.flag_stats.record(flag, variant, latency_ms, error);
             }
         }
     }

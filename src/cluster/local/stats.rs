@@ -156,6 +156,58 @@ impl Stats {
     }
 }
 
+/// What the router saw per feature flag and variant (from the pods' `x-shipdeck-flag-<flag>`
+/// response headers), over every version of one workload: a flag rollout is judged per variant.
+pub(crate) struct FlagStats {
+    epoch: Instant,
+    flags: Mutex<HashMap<String, HashMap<String, Arc<VersionStats>>>>,
+}
+
+impl FlagStats {
+    pub(crate) fn new() -> Self {
+        Self { epoch: Instant::now(), flags: Mutex::new(HashMap::new()) }
+    }
+
+    /// One request that was served `variant` of `flag`; allocates only for a new pair.
+    pub(crate) fn record(&self, flag: &str, variant: &str, latency_ms: f32, error: bool) {
+        let series = {
+            let mut flags = self.flags.lock().unwrap_or_else(|e| e.into_inner());
+            if !flags.contains_key(flag) {
+                flags.insert(flag.to_string(), HashMap::new());
+            }
+            let Some(variants) = flags.get_mut(flag) else { return };
+            match variants.get(variant) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(VersionStats::new(self.epoch));
+                    variants.insert(variant.to_string(), s.clone());
+                    s
+                }
+            }
+        };
+        series.record(latency_ms, error);
+    }
+
+    /// Requests, errors and latencies per variant of `flag` over `window`; variants without
+    /// requests in the window are left out.
+    pub(crate) fn metrics(&self, flag: &str, window: Duration) -> BTreeMap<String, VersionMetrics> {
+        let series: Vec<(String, Arc<VersionStats>)> = {
+            let flags = self.flags.lock().unwrap_or_else(|e| e.into_inner());
+            flags.get(flag).map(|v| v.iter().map(|(k, s)| (k.clone(), s.clone())).collect()).unwrap_or_default()
+        };
+        series.into_iter().map(|(v, s)| (v, s.metrics(window))).filter(|(_, m)| m.requests > 0).collect()
+    }
+
+    /// Expires old buckets and forgets pairs left without data.
+    pub(crate) fn prune(&self) {
+        let mut flags = self.flags.lock().unwrap_or_else(|e| e.into_inner());
+        for variants in flags.values_mut() {
+            variants.retain(|_, s| !s.prune_now());
+        }
+        flags.retain(|_, v| !v.is_empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +238,21 @@ mod tests {
         let shares = stats.shares(Duration::from_secs(5));
         assert!((shares["a"] + shares["b"] - 100.0).abs() < 1e-9);
         assert!(shares["a"] > 99.0);
+    }
+
+    #[tokio::test]
+    async fn flag_stats_keep_requests_and_errors_per_variant() {
+        let stats = FlagStats::new();
+        for i in 0..100 {
+            stats.record("new-checkout", if i % 4 == 0 { "on" } else { "off" }, 3.0, i % 8 == 0);
+        }
+        stats.record("other", "on", 1.0, false);
+        let m = stats.metrics("new-checkout", Duration::from_secs(5));
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["off", "on"]);
+        assert_eq!((m["on"].requests, m["on"].errors), (25, 13));
+        assert_eq!((m["off"].requests, m["off"].errors), (75, 0));
+        assert!(stats.metrics("nothing", Duration::from_secs(5)).is_empty());
+        stats.prune();
+        assert_eq!(stats.metrics("new-checkout", Duration::from_secs(5)).len(), 2);
     }
 }

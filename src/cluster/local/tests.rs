@@ -25,6 +25,7 @@ fn profile(version: &str) -> VersionProfile {
         ready_after: HumanDuration(Duration::ZERO),
         crash: false,
         broken_dependencies: Vec::new(),
+        flag_effects: Vec::new(),
     }
 }
 
@@ -474,3 +475,6 @@ async fn unknown_targets_are_errors() {
     assert!(c.probe(&other, "1.0.0", &get("/health")).await.is_err());
     assert!(c.spec(&other).is_none());
 }
+
+#[path = "flag_tests.rs"]
+mod flags;

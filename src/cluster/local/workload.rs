@@ -16,11 +16,12 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::flags::FlagSlot;
 use super::http::{PlainClient, ProxyClient, bind_loopback, serve, stable_hash};
 use super::loadgen::{self, LoadControl};
 use super::pod::{Pod, UserStore};
 use super::router::{RouteTable, Router};
-use super::stats::Stats;
+use super::stats::{FlagStats, Stats};
 use crate::analysis::VersionMetrics;
 use crate::cluster::{
     ClusterError, ProbeRequest, ProbeResponse, Routing, Target, VersionReplicas, WorkloadSpec, WorkloadState,
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) plain: PlainClient,
     pub(crate) proxy: ProxyClient,
     pub(crate) routed: Arc<AtomicU64>,
+    /// The flag evaluator every pod reads per request.
+    pub(crate) flags: Arc<FlagSlot>,
 }
 
 #[derive(Default)]
@@ -65,6 +68,7 @@ pub(crate) struct Workload {
     settings: AppSettings,
     router: Arc<Router>,
     stats: Stats,
+    flag_stats: Arc<FlagStats>,
     users: Arc<UserStore>,
     shared: Shared,
     entry_url: String,
@@ -97,7 +101,8 @@ impl Workload {
         let preview = bind_loopback(&rt).map_err(bind_err)?;
         let entry_url = format!("http://{}", entry.local_addr().map_err(bind_err)?);
         let preview_url = format!("http://{}", preview.local_addr().map_err(bind_err)?);
-        let router = Arc::new(Router::new(shared.proxy.clone(), shared.routed.clone()));
+        let flag_stats = Arc::new(FlagStats::new());
+        let router = Arc::new(Router::new(shared.proxy.clone(), shared.routed.clone(), flag_stats.clone()));
         let (router_stop, stop_rx) = watch::channel(false);
         let load = Arc::new(LoadControl::new(settings.rps));
         let w = Arc::new(Workload {
@@ -105,6 +110,7 @@ impl Workload {
             settings: settings.clone(),
             router: router.clone(),
             stats: Stats::new(),
+            flag_stats,
             users: Arc::new(UserStore::new()),
             shared: shared.clone(),
             entry_url: entry_url.clone(),
@@ -162,6 +168,10 @@ impl Workload {
 
     pub(crate) fn metrics(&self, version: &str, window: Duration) -> VersionMetrics {
         self.stats.metrics(version, window)
+    }
+
+    pub(crate) fn flag_metrics(&self, flag: &str, window: Duration) -> BTreeMap<String, VersionMetrics> {
+        self.flag_stats.metrics(flag, window)
     }
 
     pub(crate) fn state(&self) -> WorkloadState {
@@ -368,13 +378,19 @@ impl Workload {
     fn spawn_pod(self: &Arc<Self>, inner: &Inner, version: &str) -> Result<Arc<Pod>, ClusterError> {
         let name = self.pod_name(inner, version);
         let profile = self.settings.profile(version);
-        let pod =
-            Pod::start(name, &self.target, version, profile, self.users.clone(), &self.shared.rt).map_err(|e| {
-                ClusterError::Unreachable {
-                    target: self.target.to_string(),
-                    message: format!("cannot start a pod of {version}: {e}"),
-                }
-            })?;
+        let pod = Pod::start(
+            name,
+            &self.target,
+            version,
+            profile,
+            self.users.clone(),
+            self.shared.flags.clone(),
+            &self.shared.rt,
+        )
+        .map_err(|e| ClusterError::Unreachable {
+            target: self.target.to_string(),
+            message: format!("cannot start a pod of {version}: {e}"),
+        })?;
         let weak = Arc::downgrade(self);
         if pod.serves() {
             pod.attach(self.shared.rt.spawn(await_ready(weak, pod.clone(), self.shared.plain.clone())).abort_handle());
@@ -535,6 +551,7 @@ async fn tick(weak: Weak<Workload>) {
         every.tick().await;
         let Some(w) = weak.upgrade() else { return };
         w.stats.prune();
+        w.flag_stats.prune();
         w.publish(w.lock());
     }
 }
