@@ -1,9 +1,13 @@
 //! Simulated users: an open-loop generator per workload, so a slow version cannot slow the
 //! arrival rate down (as real users would not wait for each other) and the canary judge sees
 //! a steady stream of requests.
+//!
+//! The users are a fixed population of 10,000 (`x-user-id: user-<n>`), each with a plan drawn
+//! once from a fixed distribution (`x-shipdeck-ctx-plan`: 60% `free`, 30% `pro`, 10%
+//! `enterprise`), so flag targeting and `fractional` rollouts have someone to match.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +20,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
+use super::flags::USER_HEADER;
 use super::http::{PlainClient, stable_hash};
 use crate::cluster::{MatchKind, Target};
 use crate::model::AppSettings;
@@ -26,8 +31,8 @@ const MIN_TICK: Duration = Duration::from_millis(10);
 const MAX_TICK: Duration = Duration::from_millis(100);
 /// Requests in flight per workload; beyond it new arrivals are dropped, not queued.
 const MAX_IN_FLIGHT: usize = 1_000;
-const USERS: u64 = 1_000;
-const USER_HEADER: HeaderName = HeaderName::from_static("x-user-id");
+const USERS: u64 = 10_000;
+const PLAN_HEADER: HeaderName = HeaderName::from_static("x-shipdeck-ctx-plan");
 const NEW_USER: &[u8] = br#"{"name":"Load Tester","email":"load@example.com"}"#;
 
 /// The rate a generator runs at, changeable while it runs.
@@ -58,9 +63,28 @@ enum AbMark {
     Cookie(HeaderValue),
 }
 
+/// `(x-user-id, plan)` of every simulated user: the same population in every workload and
+/// every run, built once per process.
+fn population() -> &'static [(HeaderValue, HeaderValue)] {
+    static USERS_: OnceLock<Vec<(HeaderValue, HeaderValue)>> = OnceLock::new();
+    USERS_.get_or_init(|| {
+        (0..USERS)
+            .filter_map(|u| {
+                let id = HeaderValue::try_from(format!("user-{u}")).ok()?;
+                let plan = match stable_hash(&["plan", &u.to_string()]) % 100 {
+                    0..60 => "free",
+                    60..90 => "pro",
+                    _ => "enterprise",
+                };
+                Some((id, HeaderValue::from_static(plan)))
+            })
+            .collect()
+    })
+}
+
 struct Shape {
-    /// `x-user-id` values, built once.
-    user_ids: Vec<HeaderValue>,
+    /// `(x-user-id, plan)` values.
+    users: &'static [(HeaderValue, HeaderValue)],
     list: Uri,
     create: Uri,
     /// Users `0..audience` belong to the A/B audience.
@@ -84,14 +108,14 @@ impl Shape {
             }
         };
         let audience = (ab.audience.clamp(0.0, 1.0) * USERS as f64).round() as u64;
-        let user_ids = (0..USERS).filter_map(|u| HeaderValue::try_from(format!("u{u}")).ok()).collect();
-        Some(Self { user_ids, create: list.clone(), list, audience, mark })
+        Some(Self { users: population(), create: list.clone(), list, audience, mark })
     }
 
     fn request(&self, rng: &mut SmallRng) -> Option<Request<Full<Bytes>>> {
         let user = rng.random_range(0..USERS);
         let post = rng.random_range(0..10) == 0;
-        let mut builder = Request::builder().header(USER_HEADER, self.user_ids.get(user as usize)?.clone());
+        let (id, plan) = self.users.get(user as usize)?;
+        let mut builder = Request::builder().header(USER_HEADER, id.clone()).header(PLAN_HEADER, plan.clone());
         if user < self.audience {
             builder = match &self.mark {
                 Some(AbMark::Header(n, v)) => builder.header(n, v),
@@ -163,5 +187,21 @@ pub(crate) async fn run(
             }
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_population_is_fixed_with_plans_in_about_the_stated_shares() {
+        let users = population();
+        assert_eq!(users.len(), 10_000);
+        assert_eq!(users[42].0, "user-42");
+        let share = |plan: &str| users.iter().filter(|(_, p)| p == plan).count() as f64 / users.len() as f64;
+        assert!((share("free") - 0.6).abs() < 0.03, "{}", share("free"));
+        assert!((share("pro") - 0.3).abs() < 0.03, "{}", share("pro"));
+        assert!((share("enterprise") - 0.1).abs() < 0.03, "{}", share("enterprise"));
     }
 }
