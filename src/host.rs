@@ -11,7 +11,8 @@ use std::time::Duration;
 use crate::cluster::Target;
 use crate::cluster::local::LocalCluster;
 use crate::config::{Estate, paths};
-use crate::engine::Engine;
+use crate::engine::{Engine, Event};
+use crate::flags::{FileFlagStore, FlagEvaluator};
 use crate::model::Release;
 use crate::store::{Store, StoreError};
 
@@ -100,6 +101,8 @@ pub struct Host {
     control: Option<tokio::task::JoinHandle<()>>,
     /// Keeps `prometheus-targets.json` up to date.
     scrape: tokio::task::JoinHandle<()>,
+    /// Keeps the pods' flags on the flag store's.
+    flag_sync: Option<tokio::task::JoinHandle<()>>,
     _lock: DataDirLock,
 }
 
@@ -160,6 +163,37 @@ fn spawn_scrape_targets(
     })
 }
 
+/// Gives the local cluster's pods the flag store's flags now, and again after every flag change
+/// the engine makes (its `Event::Flag`), so the next request a pod serves sees the change. A
+/// store that cannot be read or compiled leaves the pods on the flags they had.
+pub fn spawn_flag_sync(
+    engine: &Engine,
+    cluster: Arc<LocalCluster>,
+    store: Arc<FileFlagStore>,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::sync::broadcast::error::RecvError;
+    // Subscribed before the first load: a change made in between is not missed.
+    let mut events = engine.subscribe();
+    load_flags(&cluster, &store);
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                // Lagged: some events were missed, perhaps flag changes; reload to be sure.
+                Ok(Event::Flag { .. }) | Err(RecvError::Lagged(_)) => load_flags(&cluster, &store),
+                Ok(_) => {}
+                Err(RecvError::Closed) => break,
+            }
+        }
+    })
+}
+
+fn load_flags(cluster: &LocalCluster, store: &FileFlagStore) {
+    match store.load().and_then(|(set, _)| FlagEvaluator::new(&set)) {
+        Ok(evaluator) => cluster.set_flags(Arc::new(evaluator)),
+        Err(e) => tracing::warn!("the local pods keep their flags: {e}"),
+    }
+}
+
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for AbortOnDrop {
@@ -193,10 +227,17 @@ impl Host {
             LocalCluster::start(quiet.collect(), restore).await.map_err(|e| HostError::Cluster(e.to_string()))?;
         let engine = Engine::new(estate.clone(), cluster.clone(), cluster.clone(), store.clone(), readonly);
         let flags_path = data_dir.join("flags.json");
-        match crate::flags::FileFlagStore::open(&flags_path, Some(crate::flags::DEMO_FLAGS)) {
-            Ok(f) => engine.attach_flags(Arc::new(f)),
-            Err(e) => tracing::warn!("flags unavailable: {e}"),
-        }
+        let flag_sync = match FileFlagStore::open(&flags_path, Some(crate::flags::DEMO_FLAGS)) {
+            Ok(f) => {
+                let f = Arc::new(f);
+                engine.attach_flags(f.clone());
+                Some(spawn_flag_sync(&engine, cluster.clone(), f))
+            }
+            Err(e) => {
+                tracing::warn!("flags unavailable: {e}");
+                None
+            }
+        };
         // Other shipdeck processes on this data dir send their commands here.
         let control = match crate::control::serve(data_dir, engine.clone()) {
             Ok(task) => Some(task),
@@ -215,6 +256,7 @@ impl Host {
             interrupted,
             control,
             scrape,
+            flag_sync,
             _lock: lock,
         };
         host.wait_until_serving(Duration::from_secs(10)).await;
@@ -264,6 +306,9 @@ impl Host {
     /// workload and stop the cluster.
     pub async fn stop(self) {
         self.scrape.abort();
+        if let Some(task) = &self.flag_sync {
+            task.abort();
+        }
         // The pods stop with this process: a Prometheus reading the file should not scrape them.
         let _ = std::fs::remove_file(scrape_targets_file(&self.data_dir));
         if let Some(task) = &self.control {
