@@ -93,3 +93,58 @@ async fn the_pods_serve_prometheus_metrics_per_version() {
     }
     host.stop().await;
 }
+
+/// The variant of `new-checkout` the pods served to each of `n` requests through the router,
+/// and how many of them failed.
+async fn new_checkout_served(host: &Host, target: &Target, n: usize) -> (Vec<String>, usize) {
+    let url = host.cluster.state(target).await.expect("state").entry_url.expect("router url");
+    let client = reqwest::Client::new();
+    let (mut seen, mut failed) = (Vec::new(), 0);
+    for i in 0..n {
+        let r = client
+            .get(format!("{url}/api/v1/users"))
+            .header("x-user-id", format!("user-{i}"))
+            .send()
+            .await
+            .expect("router answers");
+        failed += usize::from(r.status().is_server_error());
+        let v = r.headers().get("x-shipdeck-flag-new-checkout").and_then(|v| v.to_str().ok()).unwrap_or("none");
+        seen.push(v.to_string());
+    }
+    (seen, failed)
+}
+
+/// Flag changes reach the pods a moment after the engine reports them: wait (bounded) until a
+/// request is served `variant`.
+async fn until_served(host: &Host, target: &Target, variant: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while new_checkout_served(host, target, 1).await.0 != [variant] {
+        assert!(tokio::time::Instant::now() < deadline, "the pods never served {variant}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_changes_through_the_engine_reach_the_demo_pods_and_their_per_variant_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(Arc::new(Estate::demo().unwrap()), dir.path(), false, "test").await.unwrap();
+    let target = Target::new("dev", "checkout");
+    // The demo's harmful flag is off for everyone at first.
+    let (seen, _) = new_checkout_served(&host, &target, 20).await;
+    assert!(seen.iter().all(|v| v == "off"), "{seen:?}");
+
+    host.engine.execute("alice", Command::SetFlagRollout { key: "new-checkout".into(), percent: 100 }).await.unwrap();
+    until_served(&host, &target, "on").await;
+    let (seen, failed) = new_checkout_served(&host, &target, 200).await;
+    assert!(seen.iter().all(|v| v == "on"), "{seen:?}");
+    // 14% of requests fail with `on` (4% without): 28 expected of 200.
+    assert!((12..=50).contains(&failed), "{failed} of 200 failed");
+    let m = host.cluster.flag_metrics(&target, "new-checkout", Duration::from_secs(60)).unwrap();
+    assert!(m["on"].requests >= 200 && m["on"].errors >= failed as u64, "{m:?}");
+
+    host.engine.execute("alice", Command::SetFlag { key: "new-checkout".into(), enabled: false }).await.unwrap();
+    until_served(&host, &target, "<code default>").await;
+    let (seen, _) = new_checkout_served(&host, &target, 20).await;
+    assert!(seen.iter().all(|v| v == "<code default>"), "{seen:?}");
+    host.stop().await;
+}
