@@ -226,6 +226,7 @@ impl Host {
         let cluster =
             LocalCluster::start(quiet.collect(), restore).await.map_err(|e| HostError::Cluster(e.to_string()))?;
         let engine = Engine::new(estate.clone(), cluster.clone(), cluster.clone(), store.clone(), readonly);
+        engine.attach_flag_metrics(cluster.clone());
         let flags_path = data_dir.join("flags.json");
         let flag_sync = match FileFlagStore::open(&flags_path, Some(crate::flags::DEMO_FLAGS)) {
             Ok(f) => {

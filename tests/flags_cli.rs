@@ -79,3 +79,48 @@ fn bad_flag_input_is_refused_naming_the_problem_and_nothing_is_stored() {
     assert!(err.contains("flags.x.state"), "{err}");
     assert_eq!(flags_file(&s), broken);
 }
+
+/// A progressive rollout on the demo estate's real pods: `new-checkout` makes checkout fail 10%
+/// more requests and is turned back at its first stage; `saved-carts` is harmless and reaches
+/// 100%. Both stories are in `flags history`.
+#[test]
+fn a_harmful_flag_s_rollout_is_turned_back_and_a_harmless_one_reaches_100_percent() {
+    let s = Shipdeck::new();
+    let (code, out, err) =
+        s.sh(&["flags", "rollout", "new-checkout", "--app", "checkout", "--env", "dev", "--stages", "25:10s,100"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("progressive rollout failed at 25% (stage 1/2): `on` is worse than `off`: error_rate"),
+        "{out}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&flags_file(&s)).unwrap();
+    assert!(
+        doc["flags"]["new-checkout"].get("targeting").is_none(),
+        "back as it was: {}",
+        doc["flags"]["new-checkout"]
+    );
+    let (_, lines) = s.json(&["flags", "history", "new-checkout"]);
+    let actions: Vec<&str> = lines.iter().map(|l| l["change"]["action"].as_str().unwrap_or("")).collect();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions[0].contains("turned back to its state before the rollout"), "{actions:?}");
+    assert_eq!(actions[1], "progressive rollout stage 1/2: 25%");
+
+    let (code, out, err) = s.sh(&[
+        "flags",
+        "rollout",
+        "saved-carts",
+        "--app",
+        "checkout",
+        "--env",
+        "dev",
+        "--stages",
+        "25:10s,50:10s,100",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("progressive rollout of saved-carts complete: 100% on"), "{out}");
+    let (_, lines) = s.json(&["flags", "history", "saved-carts"]);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["change"]["action"], "progressive rollout stage 3/3: 100%");
+    let (_, lines) = s.json(&["flags", "preview", "saved-carts", "--sample", "1000"]);
+    assert_eq!(lines[0]["shares"]["on"], 100.0);
+}

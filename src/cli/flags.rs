@@ -55,7 +55,8 @@ pub enum FlagsCmd {
         /// held 1 h, 1 h, 2 h, then 100%).
         #[arg(long)]
         stages: Option<String>,
-        /// One of the app's analysis templates (default: the standard's rule every 30 s).
+        /// One of the app's analysis templates (default: the sequential judge, measuring every
+        /// 30 s or each stage's hold if shorter).
         #[arg(long)]
         template: Option<String>,
     },

@@ -64,7 +64,9 @@ fn start_flag_rollout(
             let known: Vec<&String> = settings.analysis_templates.keys().collect();
             EngineError::BadInput(format!("{app} has no analysis template `{name}` (templates: {known:?})"))
         })?,
-        None => crate::model::AnalysisTemplate { judge: "standard".into(), ..Default::default() },
+        None => {
+            crate::model::AnalysisTemplate { min_requests: Some(settings.canary.min_requests), ..Default::default() }
+        }
     };
     let stages = stages.unwrap_or_else(flag_rollout::default_stages);
     let plan: Vec<String> = stages

@@ -1,19 +1,18 @@
 //! A flag's progressive rollout: stages (default 10%, 25%, 50%, 100%) that advance only while
 //! the success criteria hold. During each stage the users served `on` are compared with those
-//! served `off` by an analysis template's judge (the `standard` rule unless a template is
-//! named); a failed stage, or one that cannot be judged, turns the flag back to what it was
-//! before the rollout and records why. Every stage is a recorded flag change, so `flags
+//! served `off` by an analysis template's judge (the default template's sequential judge unless
+//! the app's template is named); a failed stage, or one that cannot be judged, turns the flag
+//! back to what it was before the rollout and records why. Every stage is a recorded flag change, so `flags
 //! history` tells the story.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Event, Inner};
-use crate::analysis::VersionMetrics;
 use crate::analysis::judges::{self, Decision};
 use crate::cluster::Target;
 use crate::flags::change;
-use crate::model::AnalysisTemplate;
+use crate::model::{AnalysisTemplate, HumanDuration};
 
 /// One stage: this share of users on `on`, held this long (None: the last stage, kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -130,41 +129,53 @@ pub(crate) async fn run(inner: Arc<Inner>, r: Rollout) {
     inner.emit(done(true, format!("progressive rollout of {} complete: 100% on", r.key)));
 }
 
+/// How much longer than its hold a stage may run while the judge cannot yet tell.
+const MAX_EXTENSION: u32 = 3;
+
 /// Holds one stage, measuring `on` against `off` every interval; Err says why it must stop.
+/// When the hold is over and the judge cannot yet tell (too little traffic so far), the stage
+/// keeps measuring, up to three times its hold, rather than advance on no evidence.
 async fn judge_stage(r: &Rollout, metrics: &dyn crate::analysis::FlagMetrics, hold: Duration) -> Result<(), String> {
     let t = &r.template;
     let min = t.min_requests.unwrap_or(10);
     let mut judge = judges::by_name(&t.judge, 1, min).ok_or_else(|| format!("no judge is named `{}`", t.judge))?;
     let interval = t.interval.0.max(Duration::from_secs(1)).min(hold);
-    let mut held = Duration::ZERO;
-    let mut errors = 0;
-    while held < hold {
-        let step = interval.min(hold - held);
-        tokio::time::sleep(step).await;
-        held += step;
-        let by_variant = match metrics.variant_metrics(&r.target, &r.key, step).await {
-            Ok(m) => {
+    let limit = hold * MAX_EXTENSION;
+    let (mut held, mut errors, mut passed) = (Duration::ZERO, 0, false);
+    loop {
+        tokio::time::sleep(interval).await;
+        held += interval;
+        match metrics.variant_metrics(&r.target, &r.key, interval).await {
+            Ok(by_variant) => {
                 errors = 0;
-                m
+                let get = |v: &str| by_variant.get(v).cloned().unwrap_or_default();
+                match judge.observe(&get("on").sample(), &get("off").sample()) {
+                    Decision::Fail { message, .. } => return Err(format!("`on` is worse than `off`: {message}")),
+                    Decision::Pass { .. } => passed = true,
+                    Decision::Continue | Decision::Inconclusive { .. } => {}
+                }
             }
             Err(e) => {
                 errors += 1;
                 if errors > t.consecutive_error_limit {
                     return Err(format!("{errors} measurement errors in a row, last: {e}"));
                 }
-                continue;
             }
-        };
-        let get = |v: &str| by_variant.get(v).cloned().unwrap_or_else(VersionMetrics::default);
-        let (on, off) = (get("on"), get("off"));
-        if let Decision::Fail { message, .. } = judge.observe(&on.sample(), &off.sample()) {
-            return Err(format!("`on` is worse than `off`: {message}"));
         }
-    }
-    match judge.finish() {
-        Decision::Fail { message, .. } => Err(format!("`on` is worse than `off`: {message}")),
-        Decision::Inconclusive { message, .. } => Err(format!("the criteria could not be judged: {message}")),
-        Decision::Pass { .. } | Decision::Continue => Ok(()),
+        if held < hold {
+            continue;
+        }
+        if passed {
+            return Ok(());
+        }
+        match judge.finish() {
+            Decision::Pass { .. } => return Ok(()),
+            Decision::Fail { message, .. } => return Err(format!("`on` is worse than `off`: {message}")),
+            Decision::Inconclusive { message, .. } if held >= limit => {
+                return Err(format!("the criteria could not be judged in {}: {message}", HumanDuration(held)));
+            }
+            Decision::Inconclusive { .. } | Decision::Continue => {}
+        }
     }
 }
 

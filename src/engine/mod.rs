@@ -92,7 +92,7 @@ pub enum Command {
         env: String,
         /// Default: 10%, 25%, 50%, 100% held 1 h, 1 h, 2 h.
         stages: Option<Vec<flag_rollout::Stage>>,
-        /// An analysis template of the app; default: the standard's rule every 30 s.
+        /// An analysis template of the app; default: the default template (sequential judge).
         template: Option<String>,
     },
 }

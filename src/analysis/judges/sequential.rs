@@ -266,6 +266,10 @@ impl SequentialJudge {
         if !self.cfg.judge_latency {
             return Ok(String::new());
         }
+        if self.lat_compared == 0 && self.stable_hist.total() == 0 {
+            // The provider gave no latencies at all: say so rather than wait forever.
+            return Ok("; latency not judged (no latencies were measured)".into());
+        }
         let need = (1.0 / self.cfg.beta).ln();
         let share = self.lat_exceeded as f64 / self.lat_compared.max(1) as f64;
         if self.lat_pass_log_lr >= need {

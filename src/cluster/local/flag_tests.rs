@@ -99,8 +99,7 @@ async fn a_fractional_rollout_buckets_by_the_user_id_header_as_the_evaluator_doe
     let mut on = 0;
     for i in 0..60 {
         let user = format!("user-{i}");
-        let mut ctx = Context::new();
-        ctx.insert("targetingKey".into(), user.clone().into());
+        let ctx: Context = [("targetingKey", serde_json::Value::from(user.clone()))].into_iter().collect();
         let expected = flags.evaluate(FLAG, &ctx).variant.expect("a variant").to_string();
         let a = call(&client, &url, &[("x-user-id", &user)]).await;
         assert_eq!(a.variant, expected, "{user}");

@@ -53,18 +53,22 @@ impl FlagSlot {
 
 /// The evaluation context of a request, from its headers (see the module's documentation).
 pub(crate) fn context_from_headers(headers: &HeaderMap) -> Context {
-    let mut ctx = Context::new();
-    for (name, value) in headers {
-        let Ok(value) = value.to_str() else { continue };
-        if *name == USER_HEADER {
-            ctx.insert("targetingKey".into(), Value::String(value.to_string()));
-        } else if let Some(attr) = name.as_str().strip_prefix(CONTEXT_HEADER_PREFIX)
-            && !attr.is_empty()
-        {
-            ctx.insert(attr.to_string(), Value::String(value.to_string()));
-        }
-    }
-    ctx
+    attributes_from_headers(headers).into_iter().collect()
+}
+
+/// The context's attributes, name and value, as the headers give them.
+fn attributes_from_headers(headers: &HeaderMap) -> std::collections::BTreeMap<String, Value> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = Value::String(value.to_str().ok()?.to_string());
+            if *name == USER_HEADER {
+                return Some(("targetingKey".to_string(), value));
+            }
+            let attr = name.as_str().strip_prefix(CONTEXT_HEADER_PREFIX).filter(|a| !a.is_empty())?;
+            Some((attr.to_string(), value))
+        })
+        .collect()
 }
 
 /// The response header naming the variant of `flag`, if `flag` can be part of a header name.
@@ -85,7 +89,7 @@ mod tests {
         h.insert(HeaderName::from_bytes(b"X-Shipdeck-Ctx-Country").unwrap(), HeaderValue::from_static("NL"));
         h.insert("x-shipdeck-ctx-", HeaderValue::from_static("ignored"));
         h.insert("accept", HeaderValue::from_static("*/*"));
-        let ctx = context_from_headers(&h);
+        let ctx = attributes_from_headers(&h);
         assert_eq!(ctx.len(), 3, "{ctx:?}");
         assert_eq!(ctx["targetingKey"], "user-7");
         assert_eq!(ctx["plan"], "pro");

@@ -247,6 +247,18 @@ impl Cluster for LocalCluster {
 }
 
 #[async_trait]
+impl crate::analysis::FlagMetrics for LocalCluster {
+    async fn variant_metrics(
+        &self,
+        target: &Target,
+        flag: &str,
+        window: std::time::Duration,
+    ) -> Result<BTreeMap<String, VersionMetrics>, MetricsError> {
+        self.flag_metrics(target, flag, window)
+    }
+}
+
+#[async_trait]
 impl MetricsProvider for LocalCluster {
     async fn version_metrics(
         &self,
