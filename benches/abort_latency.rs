@@ -190,6 +190,7 @@ async fn one_round(
         env: ENV.into(),
         version: CANARY.into(),
         strategy: Some(StrategyKind::Canary),
+        flags: Vec::new(),
     };
     let outcome = engine.execute("bench", deploy).await.map_err(|e| format!("deploy: {e}"))?;
     let id = outcome.release.map(|r| r.id).ok_or("deploy returned no release")?;

@@ -124,3 +124,25 @@ fn a_harmful_flag_s_rollout_is_turned_back_and_a_harmless_one_reaches_100_percen
     let (_, lines) = s.json(&["flags", "preview", "saved-carts", "--sample", "1000"]);
     assert_eq!(lines[0]["shares"]["on"], 100.0);
 }
+
+#[test]
+fn a_flag_change_travels_with_a_release_and_its_rollback_puts_it_back() {
+    let s = Shipdeck::new();
+    let (code, out, err) = s.sh(&["deploy", "search", "3.2.0", "--env", "dev", "--flag", "dark-mode=off"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("flags dark-mode=off"), "the step shows: {out}");
+    let doc: serde_json::Value = serde_json::from_str(&flags_file(&s)).unwrap();
+    assert_eq!(doc["flags"]["dark-mode"]["state"], "DISABLED");
+
+    let (code, out, err) = s.sh(&["--yes", "rollback", "search", "--env", "dev", "--to", "3.1.0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&flags_file(&s)).unwrap();
+    assert_eq!(doc["flags"]["dark-mode"]["state"], "ENABLED", "put back by the rollback");
+    let (_, lines) = s.json(&["flags", "history", "dark-mode"]);
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["change"]["action"].as_str().unwrap_or("").starts_with("reverted with release dev-search-3.1.0-"));
+
+    let (code, _, err) = s.sh(&["deploy", "search", "3.2.0", "--env", "dev", "--flag", "dark-mode=maybe"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not on, off or a percentage"), "{err}");
+}

@@ -43,8 +43,13 @@ async fn after_a_canary_rolls_back_every_request_is_answered_by_stable() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::start(Arc::new(Estate::demo().unwrap()), dir.path(), false, "test").await.unwrap();
     let target = Target::new("dev", "checkout");
-    let cmd =
-        Command::Deploy { app: "checkout".into(), env: "dev".into(), version: "1.6.0-bad".into(), strategy: None };
+    let cmd = Command::Deploy {
+        app: "checkout".into(),
+        env: "dev".into(),
+        version: "1.6.0-bad".into(),
+        strategy: None,
+        flags: Vec::new(),
+    };
     let r = finish(&host, cmd).await;
     assert_eq!(r.status, Status::RolledBack);
     let seen = versions_answering(&host, &target, 100).await;
@@ -59,8 +64,13 @@ async fn pods_come_back_at_their_recorded_versions_on_the_next_start() {
     let target = Target::new("staging", "search");
     {
         let host = Host::start(estate.clone(), dir.path(), false, "test").await.unwrap();
-        let cmd =
-            Command::Deploy { app: "search".into(), env: "staging".into(), version: "3.2.0".into(), strategy: None };
+        let cmd = Command::Deploy {
+            app: "search".into(),
+            env: "staging".into(),
+            version: "3.2.0".into(),
+            strategy: None,
+            flags: Vec::new(),
+        };
         assert_eq!(finish(&host, cmd).await.status, Status::Verified);
         host.stop().await;
     }

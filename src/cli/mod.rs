@@ -89,6 +89,10 @@ pub enum Cmd {
         /// rolling, recreate, blue-green, canary or ab (default: the app's).
         #[arg(long, value_parser = parse_strategy)]
         strategy: Option<StrategyKind>,
+        /// A flag change the release carries, applied when it is verified and put back when it
+        /// is rolled back: FLAG=on, FLAG=off or FLAG=25% (repeatable).
+        #[arg(long = "flag", value_name = "FLAG=on|off|PCT%", value_parser = crate::model::FlagSetting::parse)]
+        flags: Vec<crate::model::FlagSetting>,
     },
     /// Pause the release in progress.
     Pause(AppEnv),
@@ -219,8 +223,14 @@ pub(crate) struct Ctx<'a> {
 fn to_engine_command(cmd: &Cmd) -> Option<(EngineCommand, Option<String>)> {
     let c = |t: &AppEnv| (t.app.clone(), t.env.clone());
     Some(match cmd {
-        Cmd::Deploy { app, version, env, strategy } => (
-            EngineCommand::Deploy { app: app.clone(), env: env.clone(), version: version.clone(), strategy: *strategy },
+        Cmd::Deploy { app, version, env, strategy, flags } => (
+            EngineCommand::Deploy {
+                app: app.clone(),
+                env: env.clone(),
+                version: version.clone(),
+                strategy: *strategy,
+                flags: flags.clone(),
+            },
             None,
         ),
         Cmd::Pause(t) => {

@@ -462,6 +462,17 @@ mod tests {
     }
 
     #[test]
+    fn a_version_s_flag_changes_parse_and_a_bad_one_names_the_flag() {
+        let ok = "[[apps.versions]]\nversion = \"1.1.0\"\nflags = { new-checkout = \"on\", dark-mode = \"25%\" }";
+        let e = Estate::parse(&minimal("", ok), "x.toml").unwrap();
+        let flags = &e.settings("dev", "a").unwrap().profile("1.1.0").unwrap().flags;
+        assert_eq!(flags.iter().map(|f| f.to_string()).collect::<Vec<_>>(), ["dark-mode=25%", "new-checkout=on"]);
+        let bad = "[[apps.versions]]\nversion = \"1.1.0\"\nflags = { new-checkout = \"maybe\" }";
+        let err = Estate::parse(&minimal("", bad), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("flags.new-checkout") && err.contains("not on, off or a percentage"), "{err}");
+    }
+
+    #[test]
     fn an_unknown_key_is_refused_with_its_name() {
         let err = Estate::parse(&minimal("", "replcas = 3"), "x.toml").unwrap_err().to_string();
         assert!(err.contains("x.toml") && err.contains("replcas"), "{err}");

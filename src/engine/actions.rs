@@ -11,10 +11,10 @@ use crate::store::ReleaseFilter;
 pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> Result<Outcome, EngineError> {
     let inner = &engine.inner;
     match command {
-        Command::Deploy { app, env, version, strategy } => {
+        Command::Deploy { app, env, version, strategy, flags } => {
             let settings = lookup(inner, &env, &app)?.clone();
             let strategy = strategy.unwrap_or(settings.strategy);
-            create(inner, actor, &settings, &env, &version, strategy, ReleaseKind::Deploy, None).await
+            create(inner, actor, &settings, &env, &version, strategy, ReleaseKind::Deploy, None, flags).await
         }
         Command::Promote { app, from, to } => promote(inner, actor, &app, &from, &to).await,
         Command::Approve { release_id } => approve(inner, actor, &release_id),
@@ -189,9 +189,10 @@ async fn create(
     strategy: StrategyKind,
     kind: ReleaseKind,
     promoted_from: Option<String>,
+    flags: Vec<crate::model::FlagSetting>,
 ) -> Result<Outcome, EngineError> {
     let previous = prechecks(inner, settings, env, version, kind).await?;
-    let plan = match kind {
+    let mut plan = match kind {
         ReleaseKind::Rollback => {
             let mut p = plan::rolling(settings.replicas, settings.replicas, 0);
             p.push(Step::Verify { phase: VerifyPhase::PostDeploy });
@@ -199,6 +200,7 @@ async fn create(
         }
         _ => plan::build(strategy, settings, previous.as_deref()),
     };
+    plan.extend(flag_steps(inner, settings, env, version, kind, previous.as_deref(), flags)?);
     let now = Utc::now();
     let mut id = Release::make_id(env, &settings.name, version, now);
     let mut n = 2;
@@ -240,6 +242,47 @@ async fn create(
     let message = format!("release {} started", release.id);
     inner.spawn(release.clone(), None);
     Ok(Outcome { message, release: Some(release), running: true })
+}
+
+/// The flag step a release ends with: a deploy or promotion applies the flags its version
+/// declares and the command adds (checked against the flag store now, so a typo is refused
+/// before anything moves); a rollback puts back the flags of the release it replaces.
+fn flag_steps(
+    inner: &Inner,
+    settings: &AppSettings,
+    env: &str,
+    version: &str,
+    kind: ReleaseKind,
+    previous: Option<&str>,
+    extra: Vec<crate::model::FlagSetting>,
+) -> Result<Option<Step>, EngineError> {
+    if kind == ReleaseKind::Rollback {
+        let Some(current) = previous else { return Ok(None) };
+        let filter = ReleaseFilter { env: Some(env.to_string()), app: Some(settings.name.clone()), limit: Some(50) };
+        let replaced =
+            inner.store.releases(&filter)?.into_iter().find(|r| r.version == current && r.status == Status::Verified);
+        let Some(replaced) = replaced else { return Ok(None) };
+        if inner.store.flag_changes_of_release(&replaced.id)?.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some(Step::RevertFlags { release_id: replaced.id }));
+    }
+    let mut changes = settings.profile(version).map(|p| p.flags.clone()).unwrap_or_default();
+    for c in extra {
+        changes.retain(|x| x.flag != c.flag);
+        changes.push(c);
+    }
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let store = inner.flags.get().ok_or_else(|| {
+        EngineError::Refused("the release carries flag changes but no flag store is configured".into())
+    })?;
+    let mut set = store.load().map_err(|e| EngineError::BadInput(e.to_string()))?.0;
+    for c in &changes {
+        crate::flags::change::set(&mut set, c).map_err(|e| EngineError::BadInput(format!("flag change {c}: {e}")))?;
+    }
+    Ok(Some(Step::ApplyFlags { changes }))
 }
 
 fn kind_word(kind: ReleaseKind) -> &'static str {
@@ -293,8 +336,18 @@ async fn promote(
             return Err(EngineError::Refused(format!("nothing verified to promote: {app} has no release in {from}")));
         }
     };
-    create(inner, actor, &settings, to, &version, settings.strategy, ReleaseKind::Promotion, Some(from.to_string()))
-        .await
+    create(
+        inner,
+        actor,
+        &settings,
+        to,
+        &version,
+        settings.strategy,
+        ReleaseKind::Promotion,
+        Some(from.to_string()),
+        vec![],
+    )
+    .await
 }
 
 fn approve(inner: &std::sync::Arc<Inner>, actor: &str, id: &str) -> Result<Outcome, EngineError> {
@@ -526,7 +579,8 @@ async fn rollback(
         }
     };
     let outcome =
-        create(inner, actor, &settings, env, &version, StrategyKind::Rolling, ReleaseKind::Rollback, None).await?;
+        create(inner, actor, &settings, env, &version, StrategyKind::Rolling, ReleaseKind::Rollback, None, vec![])
+            .await?;
     // The release being rolled back is marked, once the rollback exists, so history says what
     // happened to it.
     if let Some(mut last) = history.into_iter().find(|r| r.status == Status::Verified)

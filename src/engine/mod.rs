@@ -39,6 +39,9 @@ pub enum Command {
         env: String,
         version: String,
         strategy: Option<StrategyKind>,
+        /// Flag changes the release carries, besides those the version declares in the estate.
+        #[serde(default)]
+        flags: Vec<crate::model::FlagSetting>,
     },
     Promote {
         app: String,

@@ -196,6 +196,8 @@ pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progr
             }
             StepResult::Done(String::new())
         }
+        Step::ApplyFlags { changes } => apply_flags(ctx, changes),
+        Step::RevertFlags { release_id } => revert_flags(ctx, release_id),
         Step::AbExperiment { seconds } => {
             let Some(prev) = prev else { return StepResult::Done("nothing to compare with".into()) };
             let ab = &ctx.settings.ab;
@@ -217,6 +219,65 @@ pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progr
                 _ => StepResult::WaitForPerson(format!("A/B inconclusive: {detail}; resume to run it again, or abort")),
             }
         }
+    }
+}
+
+/// The flag changes a release carries, in one save; a release run again (after a crash)
+/// applies them again, which changes nothing the second time.
+fn apply_flags(ctx: &StepCtx<'_>, changes: &[crate::model::FlagSetting]) -> StepResult {
+    let Some(store) = ctx.inner.flags.get() else { return StepResult::Fail("no flag store is configured".into()) };
+    let id = &ctx.release.id;
+    let edits: Vec<(String, String)> =
+        changes.iter().map(|c| (c.flag.clone(), format!("{c} with release {id}"))).collect();
+    let applied =
+        crate::flags::change::apply_many(store, &ctx.inner.store, &ctx.release.requested_by, Some(id), &edits, |s| {
+            changes.iter().try_for_each(|c| crate::flags::change::set(s, c))
+        });
+    match applied {
+        Ok(views) => {
+            for flag in views {
+                ctx.inner.emit(Event::Flag { flag, by: ctx.release.requested_by.clone() });
+            }
+            let list: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+            StepResult::Done(format!("flags {}", list.join(", ")))
+        }
+        Err(e) => StepResult::Fail(format!("the release's flag changes could not be applied: {e}")),
+    }
+}
+
+/// Puts back, in one save, every flag release `of` changed, as it was before that release.
+fn revert_flags(ctx: &StepCtx<'_>, of: &str) -> StepResult {
+    let Some(store) = ctx.inner.flags.get() else { return StepResult::Fail("no flag store is configured".into()) };
+    let changes = match ctx.inner.store.flag_changes_of_release(of) {
+        Ok(c) => c,
+        Err(e) => return StepResult::Fail(e.to_string()),
+    };
+    // Oldest first, so a flag changed twice ends as it was before the first change.
+    let mut restore: Vec<(String, Option<serde_json::Value>)> = Vec::new();
+    for c in changes.into_iter().rev() {
+        if !restore.iter().any(|(k, _)| *k == c.flag) {
+            restore.push((c.flag, c.before));
+        }
+    }
+    if restore.is_empty() {
+        return StepResult::Done(format!("{of} changed no flags"));
+    }
+    let id = &ctx.release.id;
+    let edits: Vec<(String, String)> =
+        restore.iter().map(|(k, _)| (k.clone(), format!("reverted with release {id}, as before {of}"))).collect();
+    let reverted =
+        crate::flags::change::apply_many(store, &ctx.inner.store, &ctx.release.requested_by, Some(id), &edits, |s| {
+            restore.iter().filter_map(|(k, b)| b.clone().map(|b| (k, b))).try_for_each(|(k, b)| s.restore_flag(k, b))
+        });
+    match reverted {
+        Ok(views) => {
+            let names: Vec<String> = views.iter().map(|v| v.key.clone()).collect();
+            for flag in views {
+                ctx.inner.emit(Event::Flag { flag, by: ctx.release.requested_by.clone() });
+            }
+            StepResult::Done(format!("flags {} as before {of}", names.join(", ")))
+        }
+        Err(e) => StepResult::Fail(format!("the flags of {of} could not be put back: {e}")),
     }
 }
 

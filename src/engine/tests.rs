@@ -108,7 +108,13 @@ fn dev() -> Target {
 }
 
 fn deploy(version: &str, strategy: StrategyKind) -> Command {
-    Command::Deploy { app: "web".into(), env: "dev".into(), version: version.into(), strategy: Some(strategy) }
+    Command::Deploy {
+        app: "web".into(),
+        env: "dev".into(),
+        version: version.into(),
+        strategy: Some(strategy),
+        flags: Vec::new(),
+    }
 }
 
 impl World {
@@ -532,11 +538,23 @@ async fn unknown_app_environment_or_version_is_bad_input_and_stores_nothing() {
     let w = world();
     for (cmd, expect) in [
         (
-            Command::Deploy { app: "nope".into(), env: "dev".into(), version: "1.1.0".into(), strategy: None },
+            Command::Deploy {
+                app: "nope".into(),
+                env: "dev".into(),
+                version: "1.1.0".into(),
+                strategy: None,
+                flags: Vec::new(),
+            },
             "unknown app `nope`",
         ),
         (
-            Command::Deploy { app: "web".into(), env: "qa".into(), version: "1.1.0".into(), strategy: None },
+            Command::Deploy {
+                app: "web".into(),
+                env: "qa".into(),
+                version: "1.1.0".into(),
+                strategy: None,
+                flags: Vec::new(),
+            },
             "unknown environment `qa`",
         ),
         (deploy("9.9.9", StrategyKind::Canary), "image web:9.9.9 cannot be pulled"),
@@ -628,7 +646,13 @@ async fn blue_green_resume_full_before_the_new_colour_is_ready_waits_for_it() {
 async fn a_failed_release_that_left_traffic_behind_can_still_be_rolled_back() {
     let w = world();
     let api = Target::new("dev", "api");
-    let cmd = Command::Deploy { app: "api".into(), env: "dev".into(), version: "1.1.0-errors".into(), strategy: None };
+    let cmd = Command::Deploy {
+        app: "api".into(),
+        env: "dev".into(),
+        version: "1.1.0-errors".into(),
+        strategy: None,
+        flags: Vec::new(),
+    };
     let r = w.run(cmd).await;
     assert_eq!(r.status, Status::Failed, "rollback_on_failure = false stops where it is");
     assert_eq!(w.cluster.routing(&api).weights.get("1.1.0-errors"), Some(&20));
@@ -642,7 +666,13 @@ async fn a_failed_release_that_left_traffic_behind_can_still_be_rolled_back() {
 #[tokio::test(start_paused = true)]
 async fn retrying_a_release_aborted_before_its_approval_waits_for_one() {
     let w = world();
-    let cmd = Command::Deploy { app: "web".into(), env: "prod".into(), version: "1.1.0".into(), strategy: None };
+    let cmd = Command::Deploy {
+        app: "web".into(),
+        env: "prod".into(),
+        version: "1.1.0".into(),
+        strategy: None,
+        flags: Vec::new(),
+    };
     let r = w.engine.execute("alice", cmd).await.unwrap().release.unwrap();
     assert_eq!(r.status, Status::Planned);
     w.engine.execute("alice", Command::Abort { app: "web".into(), env: "prod".into() }).await.unwrap();

@@ -6,7 +6,7 @@
 use chrono::Utc;
 
 use super::{FileFlagStore, FlagError, FlagSet, FlagView};
-use crate::model::{AuditEntry, FlagChange};
+use crate::model::{AuditEntry, FlagChange, FlagSetting, FlagTo};
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,35 +27,67 @@ pub fn apply(
     action: &str,
     change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError>,
 ) -> Result<FlagView, ChangeError> {
-    let mut before = None;
+    let views = apply_many(flags, db, actor, None, &[(key.to_string(), action.to_string())], change)?;
+    views.into_iter().next().ok_or_else(|| FlagError::Unknown { key: key.to_string(), known: String::new() }.into())
+}
+
+/// Applies `change`, which edits the flags named in `edits` (key, action), in one save, and
+/// records each with its before and after, and with the release that carries them if any.
+pub fn apply_many(
+    flags: &FileFlagStore,
+    db: &Store,
+    actor: &str,
+    release_id: Option<&str>,
+    edits: &[(String, String)],
+    change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError>,
+) -> Result<Vec<FlagView>, ChangeError> {
+    let mut before = Vec::new();
     let set = flags.update(|s| {
-        before = s.flag(key).cloned();
+        before = edits.iter().map(|(k, _)| s.flag(k).cloned()).collect();
         change(s)
     })?;
-    let view = set
-        .views()
-        .into_iter()
-        .find(|f| f.key == key)
-        .ok_or_else(|| FlagError::Unknown { key: key.to_string(), known: set.keys().join(", ") })?;
+    let views = set.views();
     let at = Utc::now();
-    let record = FlagChange {
-        at,
-        actor: actor.to_string(),
-        flag: key.to_string(),
-        action: action.to_string(),
-        before,
-        after: set.flag(key).cloned(),
-    };
-    let entry = AuditEntry {
-        at,
-        actor: actor.to_string(),
-        action: "flag".into(),
-        target: key.to_string(),
-        detail: action.to_string(),
-    };
-    let recorded = db.add_flag_change(&record).and_then(|()| db.audit(&entry));
-    recorded.map_err(|e| ChangeError::Record { key: key.to_string(), message: e.to_string() })?;
-    Ok(view)
+    let mut out = Vec::new();
+    for ((key, action), before) in edits.iter().zip(before) {
+        let view = views
+            .iter()
+            .find(|f| &f.key == key)
+            .cloned()
+            .ok_or_else(|| FlagError::Unknown { key: key.clone(), known: set.keys().join(", ") })?;
+        let record = FlagChange {
+            at,
+            actor: actor.to_string(),
+            flag: key.clone(),
+            action: action.clone(),
+            before,
+            after: set.flag(key).cloned(),
+            release_id: release_id.map(str::to_string),
+        };
+        let entry = AuditEntry {
+            at,
+            actor: actor.to_string(),
+            action: "flag".into(),
+            target: key.clone(),
+            detail: action.clone(),
+        };
+        let recorded = db.add_flag_change(&record).and_then(|()| db.audit(&entry));
+        recorded.map_err(|e| ChangeError::Record { key: key.clone(), message: e.to_string() })?;
+        out.push(view);
+    }
+    Ok(out)
+}
+
+/// The edit of one setting a release carries.
+pub fn set(s: &mut FlagSet, setting: &FlagSetting) -> Result<(), FlagError> {
+    match setting.to {
+        FlagTo::On => s.set_enabled(&setting.flag, true),
+        FlagTo::Off => s.set_enabled(&setting.flag, false),
+        FlagTo::Percent(p) => {
+            s.set_enabled(&setting.flag, true)?;
+            s.set_rollout(&setting.flag, p)
+        }
+    }
 }
 
 #[cfg(test)]

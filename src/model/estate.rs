@@ -43,6 +43,10 @@ pub struct VersionProfile {
     /// Dependencies that `/health/dependencies` reports unhealthy.
     #[serde(default)]
     pub broken_dependencies: Vec<String>,
+    /// Flag changes a release of this version carries (`{ "new-checkout" = "on" }`, `"off"`,
+    /// `"25%"`): applied when it is verified, put back when it is rolled back.
+    #[serde(default, with = "flag_settings", skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<super::FlagSetting>,
     /// What feature flags do to this version: a pod evaluates these flags on every API request
     /// and applies the effect of the variant it served.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -463,5 +467,40 @@ impl AppSettings {
 
     pub fn known_versions(&self) -> Vec<&str> {
         self.versions.iter().map(|v| v.version.as_str()).collect()
+    }
+}
+
+/// `{ flag = "on" | "off" | "25%" }` in the estate, a list of settings in memory.
+mod flag_settings {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::model::{FlagSetting, FlagTo};
+
+    pub fn serialize<S: Serializer>(v: &[FlagSetting], s: S) -> Result<S::Ok, S::Error> {
+        let map: BTreeMap<&str, String> = v
+            .iter()
+            .map(|f| {
+                let to = match f.to {
+                    FlagTo::On => "on".to_string(),
+                    FlagTo::Off => "off".to_string(),
+                    FlagTo::Percent(p) => format!("{p}%"),
+                };
+                (f.flag.as_str(), to)
+            })
+            .collect();
+        s.collect_map(map)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FlagSetting>, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(d)?;
+        map.into_iter()
+            .map(|(flag, to)| {
+                FlagTo::parse(&to)
+                    .map(|to| FlagSetting { flag: flag.clone(), to })
+                    .map_err(|e| serde::de::Error::custom(format!("flags.{flag}: {e}")))
+            })
+            .collect()
     }
 }

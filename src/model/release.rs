@@ -126,6 +126,10 @@ pub enum Step {
     /// A/B: send the audience matching a header/cookie to the new version for `seconds`,
     /// then compare the two versions.
     AbExperiment { seconds: u64 },
+    /// Apply the flag changes the release carries (after its verification).
+    ApplyFlags { changes: Vec<FlagSetting> },
+    /// Put back the flags release `release_id` changed (a rollback of it).
+    RevertFlags { release_id: String },
 }
 
 impl Step {
@@ -152,6 +156,11 @@ impl Step {
             Step::Switch => "switch active".into(),
             Step::RemoveOld { delay_secs } => format!("remove old after {}", fmt_secs(*delay_secs)),
             Step::AbExperiment { seconds } => format!("A/B for {}", fmt_secs(*seconds)),
+            Step::ApplyFlags { changes } => {
+                let list: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+                format!("flags {}", list.join(", "))
+            }
+            Step::RevertFlags { .. } => "revert its flags".into(),
         }
     }
 }
@@ -290,6 +299,62 @@ pub struct FlagChange {
     pub action: String,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
+    /// The release that carried the change, when a flag travelled with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_id: Option<String>,
+}
+
+/// A flag change a release carries: applied when the release is verified, reverted when it is
+/// rolled back. Written `F=on`, `F=off` or `F=25%`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagSetting {
+    pub flag: String,
+    pub to: FlagTo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagTo {
+    On,
+    Off,
+    /// On, with this share of users on `on`.
+    Percent(u32),
+}
+
+impl FlagSetting {
+    /// `F=on`, `F=off`, `F=25%`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (flag, to) = text
+            .split_once('=')
+            .filter(|(f, _)| !f.trim().is_empty())
+            .ok_or_else(|| format!("`{text}`: write FLAG=on, FLAG=off or FLAG=25%"))?;
+        Ok(Self { flag: flag.trim().to_string(), to: FlagTo::parse(to.trim()).map_err(|e| format!("`{text}`: {e}"))? })
+    }
+}
+
+impl FlagTo {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "on" => Ok(FlagTo::On),
+            "off" => Ok(FlagTo::Off),
+            p => p
+                .strip_suffix('%')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n <= 100)
+                .map(FlagTo::Percent)
+                .ok_or_else(|| format!("`{p}` is not on, off or a percentage 0-100% (e.g. 25%)")),
+        }
+    }
+}
+
+impl std::fmt::Display for FlagSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.to {
+            FlagTo::On => write!(f, "{}=on", self.flag),
+            FlagTo::Off => write!(f, "{}=off", self.flag),
+            FlagTo::Percent(p) => write!(f, "{}={p}%", self.flag),
+        }
+    }
 }
 
 /// The outcome of one step, kept for per-step durations.

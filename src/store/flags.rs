@@ -13,8 +13,9 @@ impl Store {
             || format!("saving a change of flag {}", c.flag),
             |tx| {
                 tx.execute(
-                    "INSERT INTO flag_changes (at, actor, flag, action, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![ts(c.at), c.actor, c.flag, c.action, json(&c.before), json(&c.after)],
+                    "INSERT INTO flag_changes (at, actor, flag, action, before, after, release_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![ts(c.at), c.actor, c.flag, c.action, json(&c.before), json(&c.after), c.release_id],
                 )?;
                 Ok(())
             },
@@ -23,22 +24,37 @@ impl Store {
 
     /// The changes of `flag` (every flag when None), newest first, at most `limit`.
     pub fn flag_changes(&self, flag: Option<&str>, limit: usize) -> Result<Vec<FlagChange>, StoreError> {
+        self.query_flag_changes(flag, None, limit)
+    }
+
+    /// The flag changes release `release_id` made, newest first.
+    pub fn flag_changes_of_release(&self, release_id: &str) -> Result<Vec<FlagChange>, StoreError> {
+        self.query_flag_changes(None, Some(release_id), usize::MAX)
+    }
+
+    fn query_flag_changes(
+        &self,
+        flag: Option<&str>,
+        release_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FlagChange>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(
             || format!("reading the changes of flag {}", flag.unwrap_or("(all)")),
             |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, at, actor, flag, action, before, after FROM flag_changes
-                     WHERE ?1 IS NULL OR flag = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+                    "SELECT id, at, actor, flag, action, before, after, release_id FROM flag_changes
+                     WHERE (?1 IS NULL OR flag = ?1) AND (?2 IS NULL OR release_id = ?2)
+                     ORDER BY at DESC, id DESC LIMIT ?3",
                 )?;
-                type Raw = (i64, String, String, String, String, Option<String>, Option<String>);
+                type Raw = (i64, String, String, String, String, Option<String>, Option<String>, Option<String>);
                 let raw: Vec<Raw> = stmt
-                    .query_map(params![flag, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    .query_map(params![flag, release_id, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
                     })?
                     .collect::<Result<_, _>>()?;
                 raw.into_iter()
-                    .map(|(id, at, actor, flag, action, before, after)| {
+                    .map(|(id, at, actor, flag, action, before, after, release_id)| {
                         let id = id.to_string();
                         let row = Row { table: "flag_changes", id: &id };
                         let json = |column: &str, t: Option<String>| t.map(|t| row.json(column, &t)).transpose();
@@ -49,6 +65,7 @@ impl Store {
                             action,
                             before: json("before", before)?,
                             after: json("after", after)?,
+                            release_id,
                         })
                     })
                     .collect()
@@ -71,6 +88,7 @@ mod tests {
             action: action.into(),
             before: Some(json!({"state": "ENABLED"})),
             after: Some(json!({"state": "DISABLED"})),
+            release_id: None,
         }
     }
 

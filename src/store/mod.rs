@@ -120,9 +120,12 @@ const MIGRATIONS: &[&str] = &[
         flag   TEXT NOT NULL,
         action TEXT NOT NULL,
         before TEXT,
-        after  TEXT
+        after  TEXT,
+        -- the release that made the change (flags that travel with a release), if any
+        release_id TEXT
     ) STRICT;
     CREATE INDEX flag_changes_flag_at ON flag_changes (flag, at);
+    CREATE INDEX flag_changes_release ON flag_changes (release_id);
     "#,
 ];
 

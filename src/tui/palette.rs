@@ -79,6 +79,7 @@ pub fn parse(line: &str, snap: &Snapshot) -> Result<PaletteAction, String> {
                     version: args[1].into(),
                     env: args[2].into(),
                     strategy,
+                    flags: Vec::new(),
                 },
                 confirm: None,
             }

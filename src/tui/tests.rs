@@ -157,7 +157,8 @@ fn the_palette_runs_a_deploy_with_completion_and_history() {
             app: "checkout".into(),
             env: "staging".into(),
             version: "1.5.0".into(),
-            strategy: None
+            strategy: None,
+            flags: Vec::new()
         })]
     );
     a.on_key(key(':'));

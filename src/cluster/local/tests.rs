@@ -26,6 +26,7 @@ fn profile(version: &str) -> VersionProfile {
         crash: false,
         broken_dependencies: Vec::new(),
         flag_effects: Vec::new(),
+        flags: Vec::new(),
     }
 }
 

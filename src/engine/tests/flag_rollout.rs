@@ -124,3 +124,49 @@ async fn a_rollout_of_an_unknown_flag_or_template_is_refused_before_anything_cha
     assert_eq!(flags.load().unwrap().0, on_disk);
     assert!(w.store.flag_changes(None, 10).unwrap().is_empty());
 }
+
+fn deploy_with_flags(version: &str, flags: &[&str]) -> Command {
+    Command::Deploy {
+        app: "web".into(),
+        env: "dev".into(),
+        version: version.into(),
+        strategy: Some(StrategyKind::Recreate),
+        flags: flags.iter().map(|f| crate::model::FlagSetting::parse(f).unwrap()).collect(),
+    }
+}
+
+fn state(flags: &FileFlagStore, key: &str) -> (bool, Option<u32>) {
+    let v = flags.load().unwrap().0.views().into_iter().find(|v| v.key == key).unwrap();
+    (v.enabled, v.rollout)
+}
+
+#[tokio::test(start_paused = true)]
+async fn flags_travel_with_a_release_applied_when_verified_and_put_back_by_its_rollback() {
+    let (w, flags, _dir) = rollout_world(0.01);
+    assert_eq!(state(&flags, "dark-mode"), (true, None));
+    let r = w.run(deploy_with_flags("1.1.0", &["dark-mode=off", "new-checkout-flow=40%"])).await;
+    assert_eq!(r.status, Status::Verified, "{:?}", r.reason);
+    assert!(matches!(r.plan.last(), Some(Step::ApplyFlags { .. })), "after the verification: {:?}", r.plan);
+    assert_eq!(state(&flags, "dark-mode"), (false, None));
+    assert_eq!(state(&flags, "new-checkout-flow"), (true, Some(40)));
+    assert_eq!(w.store.flag_changes_of_release(&r.id).unwrap().len(), 2);
+
+    let back = w.run(Command::Rollback { app: "web".into(), env: "dev".into(), to: Some("1.0.0".into()) }).await;
+    assert_eq!(back.status, Status::Verified, "{:?}", back.reason);
+    assert!(matches!(back.plan.last(), Some(Step::RevertFlags { release_id }) if *release_id == r.id));
+    assert_eq!(state(&flags, "dark-mode"), (true, None), "as before the release");
+    assert_eq!(state(&flags, "new-checkout-flow"), (true, Some(10)));
+    let history = w.store.flag_changes(Some("dark-mode"), 10).unwrap();
+    assert!(history[0].action.starts_with(&format!("reverted with release {}", back.id)), "{history:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_whose_flag_change_cannot_apply_is_refused_before_anything_moves() {
+    let (w, flags, _dir) = rollout_world(0.01);
+    let before = flags.load().unwrap().0;
+    let err = w.engine.execute("alice", deploy_with_flags("1.1.0", &["dark-mode=off", "nope=on"])).await.unwrap_err();
+    assert!(err.to_string().contains("flag change nope=on: no flag named `nope`"), "{err}");
+    assert_eq!(w.replicas("1.1.0").await, 0, "nothing started");
+    assert_eq!(flags.load().unwrap().0, before, "no flag changed");
+    assert!(w.store.releases(&Default::default()).unwrap().is_empty(), "no release stored");
+}
