@@ -10,6 +10,7 @@ use super::{Ctx, EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_OK, confirm, fail};
 use crate::engine::Command as EngineCommand;
 use crate::flags::change::{self, ChangeError};
 use crate::flags::eval::{Context, FlagEvaluator};
+use crate::flags::rules::{Condition, Match, Rule};
 use crate::flags::{DEMO_FLAGS, FileFlagStore, FlagError, FlagSet};
 use crate::host::{DataDirLock, HostError};
 use crate::store::Store;
@@ -60,12 +61,67 @@ pub enum FlagsCmd {
         #[arg(long)]
         template: Option<String>,
     },
+    /// Add a targeting rule: users matching its conditions get the `--serve` variant; rules
+    /// apply in order, the rest get the flag's rollout split or its default variant.
+    /// `--clear` removes the rules (keeping the split).
+    Target {
+        flag: String,
+        /// A condition `ATTRIBUTE OPERATOR VALUE`; operators: equals, not_equals, contains,
+        /// greater_than, less_than, in_segment (a,b,c), starts_with, ends_with,
+        /// semver (`version semver >= 2.1.0`; = != < <= > >= ^ ~). Repeat for more.
+        #[arg(long = "rule", value_name = "CONDITION", required_unless_present = "clear")]
+        rules: Vec<String>,
+        /// Whether all conditions must hold, or any one.
+        #[arg(long = "match", value_enum, default_value_t = MatchArg::All)]
+        matching: MatchArg,
+        /// The variant the rule serves.
+        #[arg(long, required_unless_present = "clear")]
+        serve: Option<String>,
+        /// Remove the flag's targeting rules.
+        #[arg(long, conflicts_with_all = ["rules", "serve"])]
+        clear: bool,
+    },
+    /// Split users over the flag's variants by weight, e.g. `on=20 off=70 beta=10`.
+    Weights {
+        flag: String,
+        #[arg(value_name = "VARIANT=WEIGHT", required = true)]
+        weights: Vec<String>,
+    },
+    /// Add a tag to a flag, or remove one.
+    Tag {
+        flag: String,
+        #[arg(value_enum)]
+        action: TagAction,
+        tag: String,
+    },
+    /// Make a flag depend on another (it cannot be turned on while that one is off), or not.
+    Depend {
+        flag: String,
+        /// The flag it depends on.
+        #[arg(long, value_name = "FLAG", required_unless_present = "remove", conflicts_with = "remove")]
+        on: Option<String>,
+        /// Remove its dependency on FLAG.
+        #[arg(long, value_name = "FLAG")]
+        remove: Option<String>,
+    },
     /// A flag's changes, newest first: who, when, what, before and after.
     History {
         flag: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MatchArg {
+    All,
+    Any,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TagAction {
+    Add,
+    Remove,
 }
 
 pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
@@ -91,6 +147,24 @@ pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
         FlagsCmd::Enable { flag } => change_flag(ctx, &store, flag, true, None).await,
         FlagsCmd::Disable { flag } => change_flag(ctx, &store, flag, false, None).await,
         FlagsCmd::SetRollout { flag, percent } => change_flag(ctx, &store, flag, true, Some(*percent)).await,
+        FlagsCmd::Target { flag, rules, matching, serve, clear } => {
+            target(ctx, &store, flag, rules, *matching, serve.as_deref(), *clear)
+        }
+        FlagsCmd::Weights { flag, weights } => set_weights(ctx, &store, flag, weights),
+        FlagsCmd::Tag { flag, action, tag } => {
+            let add = matches!(action, TagAction::Add);
+            let action = if add { format!("tagged {tag}") } else { format!("untagged {tag}") };
+            edit(ctx, &store, flag, "flags tag", &action, |s| s.set_tag(flag, tag, add))
+        }
+        FlagsCmd::Depend { flag, on, remove } => match (on, remove) {
+            (Some(on), _) => {
+                edit(ctx, &store, flag, "flags depend", &format!("now depends on {on}"), |s| s.add_dependency(flag, on))
+            }
+            (None, Some(g)) => edit(ctx, &store, flag, "flags depend", &format!("no longer depends on {g}"), |s| {
+                s.remove_dependency(flag, g)
+            }),
+            (None, None) => fail(cli, EXIT_BAD_INPUT, "give --on FLAG or --remove FLAG"),
+        },
         FlagsCmd::Rollout { flag, app, env, stages, template } => {
             progressive(ctx, flag, app, env, stages.as_deref(), template.clone()).await
         }
@@ -181,15 +255,22 @@ fn list(ctx: &Ctx<'_>, set: &FlagSet) -> i32 {
     let views = set.views();
     if ctx.cli.json {
         for v in &views {
-            println!("{}", json!({"type": "flag", "flag": v}));
+            let (tags, deps, rules) = (set.tags(&v.key), set.depends_on(&v.key), set.rules(&v.key).len());
+            println!("{}", json!({"type": "flag", "flag": v, "tags": tags, "depends_on": deps, "rules": rules}));
         }
         return EXIT_OK;
     }
-    println!("{:<24} {:<8} {:<10} {:>8}  VARIANTS", "FLAG", "STATE", "DEFAULT", "ROLLOUT");
+    println!("{:<24} {:<8} {:<10} {:>8}  {:<16} TAGS", "FLAG", "STATE", "DEFAULT", "ROLLOUT", "VARIANTS");
     for v in &views {
-        let rollout = v.rollout.map_or("-".to_string(), |r| format!("{r}%"));
+        let rollout = match (v.rollout, set.rules(&v.key).len()) {
+            (Some(r), _) => format!("{r}%"),
+            (None, 0) => "-".to_string(),
+            (None, n) => format!("{n} rule{}", if n == 1 { "" } else { "s" }),
+        };
         let state = if v.enabled { "on" } else { "off" };
-        println!("{:<24} {:<8} {:<10} {:>8}  {}", v.key, state, v.default_variant, rollout, v.variants.join(", "));
+        let tags = set.tags(&v.key).join(", ");
+        let variants = v.variants.join(", ");
+        println!("{:<24} {:<8} {:<10} {:>8}  {variants:<16} {tags}", v.key, state, v.default_variant, rollout);
     }
     EXIT_OK
 }
@@ -220,15 +301,27 @@ fn show(ctx: &Ctx<'_>, set: &FlagSet, flag: &str) -> i32 {
         .and_then(|s| s.flag_changes(Some(flag), 5))
         .unwrap_or_default();
     let definition = set.flag(flag).cloned().unwrap_or(Value::Null);
+    let (tags, deps) = (set.tags(flag), set.depends_on(flag));
+    let rules: Vec<String> = set.rules(flag).iter().map(ToString::to_string).collect();
     if cli.json {
         let who: serde_json::Map<String, Value> = who.iter().map(|(v, s)| (v.clone(), json!(s))).collect();
         println!(
             "{}",
-            json!({"type": "flag", "key": flag, "definition": definition, "who_gets_it": who, "changes": changes})
+            json!({"type": "flag", "key": flag, "definition": definition, "who_gets_it": who, "changes": changes,
+                   "tags": tags, "depends_on": deps, "dependents_on": set.enabled_dependents(flag), "rules": rules})
         );
         return EXIT_OK;
     }
     println!("{flag}");
+    if !tags.is_empty() {
+        println!("tags: {}", tags.join(", "));
+    }
+    if !deps.is_empty() {
+        println!("depends on: {}", deps.join(", "));
+    }
+    for (i, r) in rules.iter().enumerate() {
+        println!("rule {}: {r}", i + 1);
+    }
     println!("{}", serde_json::to_string_pretty(&definition).unwrap_or_default());
     println!("who gets it (10,000 synthetic users):");
     for (v, s) in &who {
@@ -339,7 +432,18 @@ async fn change_flag(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, enable: b
     {
         return fail(cli, EXIT_BAD_INPUT, &format!("rollout {p}% must be between 0 and 100"));
     }
-    if !enable && let Err(why) = confirm(cli, &format!("turn flag {flag} off for every user")) {
+    // Enabled flags that depend on this one: named before turning it off, and after.
+    let dependents = if enable || percent.is_some() {
+        Vec::new()
+    } else {
+        store.load().map(|(s, _)| s.enabled_dependents(flag)).unwrap_or_default()
+    };
+    let also = if dependents.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} depend on it and stay on)", dependents.join(", "))
+    };
+    if !enable && let Err(why) = confirm(cli, &format!("turn flag {flag} off for every user{also}")) {
         return fail(cli, EXIT_BAD_INPUT, &why);
     }
     let command = match percent {
@@ -370,12 +474,115 @@ async fn change_flag(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, enable: b
     match result {
         Ok(view) => {
             if cli.json {
-                println!("{}", json!({"type": "flag", "flag": view, "action": action, "by": ctx.actor}));
+                println!(
+                    "{}",
+                    json!({"type": "flag", "flag": view, "action": action, "by": ctx.actor, "dependents_on": dependents})
+                );
             } else {
-                println!("flag {flag} {action} by {}", ctx.actor);
+                println!("flag {flag} {action} by {}{also}", ctx.actor);
                 if !view.enabled && percent.is_some() {
                     println!("note: {flag} is off, so nobody gets it until `shipdeck flags enable {flag}`");
                 }
+            }
+            EXIT_OK
+        }
+        Err(ChangeError::Flag(e)) => fail(cli, flag_exit(&e), &e.to_string()),
+        Err(e) => fail(cli, EXIT_BACKEND, &e.to_string()),
+    }
+}
+
+/// Parse `--rule`s and add them as one rule, or `--clear` the rules.
+fn target(
+    ctx: &Ctx<'_>,
+    store: &FileFlagStore,
+    flag: &str,
+    texts: &[String],
+    matching: MatchArg,
+    serve: Option<&str>,
+    clear: bool,
+) -> i32 {
+    let cli = ctx.cli;
+    if clear {
+        return edit(ctx, store, flag, "flags target", "cleared its targeting rules", |s| {
+            match s.clear_rules(flag)? {
+                Some(_) => Ok(()),
+                None => Err(FlagError::Refused(format!("`{flag}` has no targeting rules to clear"))),
+            }
+        });
+    }
+    let conditions = match texts.iter().map(|t| Condition::parse(t)).collect::<Result<Vec<_>, _>>() {
+        Ok(c) => c,
+        Err(e) => return fail(cli, EXIT_BAD_INPUT, &format!("--rule: {e}")),
+    };
+    let Some(serve) = serve else { return fail(cli, EXIT_BAD_INPUT, "give --serve VARIANT") };
+    let matching = match matching {
+        MatchArg::All => Match::All,
+        MatchArg::Any => Match::Any,
+    };
+    let rule = Rule { conditions, matching, serve: serve.to_string() };
+    let action = format!("targeting rule added: {rule}");
+    edit(ctx, store, flag, "flags target", &action, |s| s.add_rule(flag, rule.clone()))
+}
+
+fn set_weights(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, texts: &[String]) -> i32 {
+    let mut weights = Vec::new();
+    for t in texts {
+        let parsed = t.split_once('=').and_then(|(v, w)| Some((v.trim(), w.trim().parse::<u32>().ok()?)));
+        match parsed.filter(|(v, _)| !v.is_empty()) {
+            Some((v, w)) => weights.push((v.to_string(), w)),
+            None => {
+                return fail(
+                    ctx.cli,
+                    EXIT_BAD_INPUT,
+                    &format!("`{t}`: write VARIANT=WEIGHT with a whole number, e.g. on=20"),
+                );
+            }
+        }
+    }
+    let split: Vec<String> = weights.iter().map(|(v, w)| format!("{v}={w}")).collect();
+    let action = format!("weighted {}", split.join(" "));
+    edit(ctx, store, flag, "flags weights", &action, |s| s.set_weights(flag, &weights))
+}
+
+/// One console edit, saved and recorded here. These edits are not relayed: when another
+/// shipdeck holds the data dir, they are refused (its console edits the flags itself).
+fn edit(
+    ctx: &Ctx<'_>,
+    store: &FileFlagStore,
+    flag: &str,
+    what: &str,
+    action: &str,
+    change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError>,
+) -> i32 {
+    let cli = ctx.cli;
+    if cli.readonly {
+        return fail(cli, EXIT_BAD_INPUT, "read-only: a flag change would change the estate");
+    }
+    let _lock = match DataDirLock::acquire(&ctx.data_dir, what) {
+        Ok(lock) => lock,
+        Err(HostError::Busy { holder, .. }) => {
+            return fail(
+                cli,
+                EXIT_BACKEND,
+                &format!(
+                    "another shipdeck ({holder}) holds the data dir {}; `shipdeck {what}` is not relayed to it. \
+                     Make this change in that shipdeck's console, or stop it and run this again",
+                    ctx.data_dir.display()
+                ),
+            );
+        }
+        Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
+    };
+    let db = match Store::open(&crate::config::paths::store_file(&ctx.data_dir)) {
+        Ok(db) => db,
+        Err(e) => return fail(cli, EXIT_BACKEND, &e.to_string()),
+    };
+    match change::apply(store, &db, &ctx.actor, flag, action, change) {
+        Ok(view) => {
+            if cli.json {
+                println!("{}", json!({"type": "flag", "flag": view, "action": action, "by": ctx.actor}));
+            } else {
+                println!("flag {flag} {action} by {}", ctx.actor);
             }
             EXIT_OK
         }
