@@ -146,3 +146,287 @@ fn a_flag_change_travels_with_a_release_and_its_rollback_puts_it_back() {
     assert_eq!(code, 2);
     assert!(err.contains("not on, off or a percentage"), "{err}");
 }
+
+fn flag(s: &Shipdeck, key: &str) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&flags_file(s)).unwrap();
+    doc["flags"][key].clone()
+}
+
+fn eval_variant(s: &Shipdeck, key: &str, context: &[&str]) -> (String, String) {
+    let mut args = vec!["flags", "eval", key];
+    for c in context {
+        args.extend(["--context", c]);
+    }
+    let (_, lines) = s.json(&args);
+    (lines[0]["variant"].as_str().unwrap_or("-").to_string(), lines[0]["reason"].as_str().unwrap_or("").to_string())
+}
+
+#[test]
+fn targeting_rules_compile_to_jsonlogic_flagd_evaluates_and_can_be_cleared() {
+    let s = Shipdeck::new();
+    let (code, out, err) = s.sh(&[
+        "--as",
+        "dana",
+        "flags",
+        "target",
+        "new-checkout-flow",
+        "--rule",
+        "plan in_segment pro,enterprise",
+        "--rule",
+        "country equals NL",
+        "--match",
+        "all",
+        "--serve",
+        "on",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("targeting rule added: plan in_segment pro,enterprise and country equals NL → on"), "{out}");
+    let (code, _, err) = s.sh(&[
+        "flags",
+        "target",
+        "new-checkout-flow",
+        "--rule",
+        "version semver < 2.0.0",
+        "--rule",
+        "email ends_with @old.example",
+        "--match",
+        "any",
+        "--serve",
+        "off",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        flag(&s, "new-checkout-flow")["targeting"],
+        serde_json::json!({"if": [
+            {"and": [{"in": [{"var": "plan"}, ["pro", "enterprise"]]}, {"==": [{"var": "country"}, "NL"]}]}, "on",
+            {"or": [
+                {"and": [{"var": "version"}, {"sem_ver": [{"var": "version"}, "<", "2.0.0"]}]},
+                {"and": [{"var": "email"}, {"ends_with": [{"var": "email"}, "@old.example"]}]}
+            ]}, "off",
+            {"fractional": [["on", 10], ["off", 90]]}
+        ]}),
+        "the rules, then the 10% rollout they fall back to"
+    );
+    let ctx = |c: &[&str]| eval_variant(&s, "new-checkout-flow", c);
+    assert_eq!(ctx(&["plan=pro", "country=NL"]), ("on".into(), "TARGETING_MATCH".into()));
+    assert_eq!(ctx(&["plan=pro", "country=NL", "version=1.0.0"]), ("on".into(), "TARGETING_MATCH".into()));
+    assert_eq!(ctx(&["plan=pro", "country=DE", "version=1.9.3"]), ("off".into(), "TARGETING_MATCH".into()));
+    assert_eq!(ctx(&["email=bo@old.example"]), ("off".into(), "TARGETING_MATCH".into()));
+    // Not matching: the 10% rollout decides, as before.
+    let (_, lines) = s.json(&["flags", "preview", "new-checkout-flow", "--sample", "10000"]);
+    let on = lines[0]["shares"]["on"].as_f64().unwrap_or(0.0);
+    assert!((8.0..=12.0).contains(&on), "{}", lines[0]);
+
+    let (_, out, _) = s.sh(&["flags", "show", "new-checkout-flow"]);
+    assert!(out.contains("rule 1: plan in_segment pro,enterprise and country equals NL → on"), "{out}");
+    assert!(out.contains("rule 2: version semver < 2.0.0 or email ends_with @old.example → off"), "{out}");
+    let (_, out, _) = s.sh(&["flags", "list"]);
+    assert!(out.lines().any(|l| l.starts_with("new-checkout-flow") && l.contains("2 rules")), "{out}");
+
+    // set-rollout now moves what the rules fall back to.
+    assert_eq!(s.sh(&["flags", "set-rollout", "new-checkout-flow", "30"]).0, 0);
+    assert_eq!(
+        flag(&s, "new-checkout-flow")["targeting"]["if"][4],
+        serde_json::json!({"fractional": [["on", 30], ["off", 70]]})
+    );
+
+    let (code, out, _) = s.sh(&["flags", "target", "new-checkout-flow", "--clear"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("cleared its targeting rules"), "{out}");
+    assert_eq!(
+        flag(&s, "new-checkout-flow")["targeting"],
+        serde_json::json!({"fractional": [["on", 30], ["off", 70]]})
+    );
+
+    let (_, lines) = s.json(&["flags", "history", "new-checkout-flow"]);
+    let actions: Vec<&str> = lines.iter().map(|l| l["change"]["action"].as_str().unwrap_or("")).collect();
+    assert_eq!(actions.len(), 4, "{actions:?}");
+    assert_eq!(actions[0], "cleared its targeting rules");
+    assert_eq!(lines[3]["change"]["actor"], "dana");
+    assert!(lines[3]["change"]["before"].get("targeting").is_some());
+    assert!(lines[3]["change"]["after"]["targeting"].get("if").is_some());
+}
+
+#[test]
+fn bad_targeting_rules_are_refused_and_the_file_is_untouched() {
+    let s = Shipdeck::new();
+    assert_eq!(s.sh(&["flags", "list"]).0, 0);
+    let before = flags_file(&s);
+    let target =
+        |rule: &str, serve: &str| s.sh(&["flags", "target", "new-checkout-flow", "--rule", rule, "--serve", serve]);
+    for (rule, serve, expect) in [
+        ("email regex ^admin", "on", "flagd cannot evaluate regular expressions"),
+        ("country like NL", "on", "unknown operator `like`"),
+        ("version semver >= 2.x", "on", "not a semantic version"),
+        ("version semver 2.0.0", "on", "needs a comparison"),
+        ("age greater_than old", "on", "compares numbers"),
+        ("country", "on", "ATTRIBUTE OPERATOR VALUE"),
+        ("country equals NL", "gamma", "no variant `gamma`"),
+    ] {
+        let (code, out, err) = target(rule, serve);
+        assert_eq!(code, 2, "{rule}: {out}{err}");
+        assert!(err.contains(expect), "{rule}: {err}");
+    }
+    let (code, _, err) = s.sh(&["flags", "target", "new-checkout-flow", "--clear"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no targeting rules to clear"), "{err}");
+    assert_eq!(flags_file(&s), before);
+    let (_, lines) = s.json(&["flags", "history", "new-checkout-flow"]);
+    assert!(lines.is_empty(), "{lines:?}");
+}
+
+#[test]
+fn weights_split_users_over_any_variants_and_refuse_unknown_ones_and_zero_totals() {
+    let s = Shipdeck::new();
+    let file = s.data_dir().join("flags.json");
+    assert_eq!(s.sh(&["flags", "list"]).0, 0);
+    let three = flags_file(&s).replace(
+        r#""variants": { "on": true, "off": false },
+      "defaultVariant": "off",
+      "targeting": { "fractional": [["on", 50], ["off", 50]] }"#,
+        r#""variants": { "on": true, "off": false, "beta": true },
+      "defaultVariant": "off",
+      "targeting": { "fractional": [["on", 50], ["off", 50]] }"#,
+    );
+    assert_ne!(three, flags_file(&s), "search-ranking-v2 gets a third variant");
+    std::fs::write(&file, &three).unwrap();
+
+    for (args, expect) in [
+        (vec!["on=20", "off=70", "gamma=10"], "no variant `gamma`"),
+        (vec!["on=0", "off=0"], "add up to 0"),
+        (vec!["on=20", "on=30"], "weighted twice"),
+        (vec!["on=lots"], "write VARIANT=WEIGHT"),
+        (vec!["on=-5"], "write VARIANT=WEIGHT"),
+    ] {
+        let mut full = vec!["flags", "weights", "search-ranking-v2"];
+        full.extend(args.iter().copied());
+        let (code, out, err) = s.sh(&full);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    assert_eq!(flags_file(&s), three, "refusals leave the file untouched");
+
+    let (code, out, err) = s.sh(&["flags", "weights", "search-ranking-v2", "on=20", "off=70", "beta=10"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("weighted on=20 off=70 beta=10"), "{out}");
+    assert_eq!(
+        flag(&s, "search-ranking-v2")["targeting"],
+        serde_json::json!({"fractional": [["on", 20], ["off", 70], ["beta", 10]]})
+    );
+    let (_, lines) = s.json(&["flags", "preview", "search-ranking-v2", "--sample", "20000"]);
+    let share = |v: &str| lines[0]["shares"][v].as_f64().unwrap_or(0.0);
+    assert!((18.0..=22.0).contains(&share("on")) && (8.0..=12.0).contains(&share("beta")), "{}", lines[0]);
+    let (_, lines) = s.json(&["flags", "history", "search-ranking-v2"]);
+    assert_eq!(lines[0]["change"]["action"], "weighted on=20 off=70 beta=10");
+}
+
+#[test]
+fn tags_are_added_shown_and_removed() {
+    let s = Shipdeck::new();
+    for tag in ["checkout", "q3-launch"] {
+        let (code, _, err) = s.sh(&["flags", "tag", "new-checkout-flow", "add", tag]);
+        assert_eq!(code, 0, "{err}");
+    }
+    assert_eq!(flag(&s, "new-checkout-flow")["metadata"]["tags"], "checkout,q3-launch", "a string flagd accepts");
+    let (_, out, _) = s.sh(&["flags", "list"]);
+    assert!(out.lines().any(|l| l.starts_with("new-checkout-flow") && l.ends_with("checkout, q3-launch")), "{out}");
+    let (_, out, _) = s.sh(&["flags", "show", "new-checkout-flow"]);
+    assert!(out.contains("tags: checkout, q3-launch"), "{out}");
+    let (_, lines) = s.json(&["flags", "list"]);
+    let row = lines.iter().find(|l| l["flag"]["key"] == "new-checkout-flow").unwrap();
+    assert_eq!(row["tags"], serde_json::json!(["checkout", "q3-launch"]));
+
+    let before = flags_file(&s);
+    for (args, expect) in [
+        (vec!["flags", "tag", "new-checkout-flow", "add", "checkout"], "already tagged"),
+        (vec!["flags", "tag", "new-checkout-flow", "add", "two words"], "no spaces or commas"),
+        (vec!["flags", "tag", "new-checkout-flow", "remove", "nope"], "has no tag `nope`"),
+        (vec!["flags", "tag", "nope", "add", "x"], "no flag named `nope`"),
+    ] {
+        let (code, _, err) = s.sh(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    assert_eq!(flags_file(&s), before);
+
+    assert_eq!(s.sh(&["flags", "tag", "new-checkout-flow", "remove", "checkout"]).0, 0);
+    assert_eq!(flag(&s, "new-checkout-flow")["metadata"]["tags"], "q3-launch");
+    let (_, lines) = s.json(&["flags", "history", "new-checkout-flow"]);
+    let actions: Vec<&str> = lines.iter().map(|l| l["change"]["action"].as_str().unwrap_or("")).collect();
+    assert_eq!(actions, ["untagged checkout", "tagged q3-launch", "tagged checkout"]);
+}
+
+#[test]
+fn a_flag_cannot_be_enabled_while_its_dependency_is_off_and_turning_a_dependency_off_names_its_dependents() {
+    let s = Shipdeck::new();
+    assert_eq!(s.sh(&["flags", "list"]).0, 0);
+    // dark-mode is on, payments-kill-switch off: dark-mode cannot depend on it as things are.
+    let before = flags_file(&s);
+    let (code, _, err) = s.sh(&["flags", "depend", "dark-mode", "--on", "payments-kill-switch"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("turn `payments-kill-switch` on"), "{err}");
+    for (args, expect) in [
+        (vec!["flags", "depend", "dark-mode", "--on", "dark-mode"], "cannot depend on itself"),
+        (vec!["flags", "depend", "dark-mode", "--on", "nope"], "no flag named `nope`"),
+        (vec!["flags", "depend", "dark-mode", "--remove", "saved-carts"], "does not depend on `saved-carts`"),
+    ] {
+        let (code, _, err) = s.sh(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    assert_eq!(flags_file(&s), before);
+
+    assert_eq!(s.sh(&["--yes", "flags", "disable", "dark-mode"]).0, 0);
+    let (code, out, err) = s.sh(&["flags", "depend", "dark-mode", "--on", "payments-kill-switch"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("now depends on payments-kill-switch"), "{out}");
+    assert_eq!(flag(&s, "dark-mode")["metadata"]["dependsOn"], "payments-kill-switch");
+    let (_, out, _) = s.sh(&["flags", "show", "dark-mode"]);
+    assert!(out.contains("depends on: payments-kill-switch"), "{out}");
+
+    // Enabling it while the dependency is off is refused, naming the dependency.
+    let before = flags_file(&s);
+    let (code, _, err) = s.sh(&["flags", "enable", "dark-mode"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`dark-mode` depends on `payments-kill-switch`, which is off"), "{err}");
+    assert_eq!(flags_file(&s), before);
+
+    assert_eq!(s.sh(&["flags", "enable", "payments-kill-switch"]).0, 0);
+    assert_eq!(s.sh(&["flags", "enable", "dark-mode"]).0, 0);
+
+    // Turning the dependency off asks, naming its enabled dependents; with --yes they stay on.
+    let before = flags_file(&s);
+    let (code, _, err) = s.sh(&["flags", "disable", "payments-kill-switch"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("(dark-mode depend on it and stay on); pass --yes"), "{err}");
+    assert_eq!(flags_file(&s), before);
+    let (code, out, err) = s.sh(&["--yes", "flags", "disable", "payments-kill-switch"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("turned off by alice (dark-mode depend on it and stay on)"), "{out}");
+    assert_eq!(flag(&s, "dark-mode")["state"], "ENABLED");
+    assert_eq!(flag(&s, "payments-kill-switch")["state"], "DISABLED");
+
+    assert_eq!(s.sh(&["flags", "depend", "dark-mode", "--remove", "payments-kill-switch"]).0, 0);
+    assert!(flag(&s, "dark-mode")["metadata"].get("dependsOn").is_none());
+}
+
+#[test]
+fn console_edits_are_refused_while_another_shipdeck_holds_the_data_dir() {
+    let s = Shipdeck::new();
+    assert_eq!(s.sh(&["flags", "list"]).0, 0);
+    let before = flags_file(&s);
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(s.data_dir().join("shipdeck.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let (code, _, err) = s.sh(&["flags", "tag", "dark-mode", "add", "ui"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("is not relayed to it"), "{err}");
+    assert!(err.contains("stop it and run this again"), "{err}");
+    assert_eq!(flags_file(&s), before);
+    drop(lock);
+}
