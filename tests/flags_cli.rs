@@ -430,3 +430,26 @@ fn console_edits_are_refused_while_another_shipdeck_holds_the_data_dir() {
     assert_eq!(flags_file(&s), before);
     drop(lock);
 }
+
+/// An experiment on the demo's real pods: `new-checkout`'s `on` fails 10% more of checkout's
+/// requests, so the experiment stops early finding harm, reports both variants, puts the flag
+/// back and keeps the result.
+#[test]
+fn an_experiment_reports_real_per_variant_results_and_is_kept() {
+    let s = Shipdeck::new();
+    assert_eq!(s.sh(&["flags", "list"]).0, 0);
+    let before = flag(&s, "new-checkout");
+    let args = ["flags", "experiment", "new-checkout", "--app", "checkout", "--env", "dev", "--duration", "2m"];
+    let (code, lines) = s.json(&[&args[..], &["--hypothesis", "no more failures"]].concat());
+    assert_eq!(code, 0, "{lines:?}");
+    let r = &lines.last().expect("a result")["result"];
+    assert_eq!(r["verdict"], "fail", "{r}");
+    assert!(r["conclusion"].as_str().unwrap_or("").starts_with("treatment does harm, stopped early"), "{r}");
+    let rate = |i: usize| r["variants"][i]["error_rate"].as_f64().unwrap_or(0.0);
+    assert_eq!(r["variants"][0]["variant"], "off");
+    assert!(rate(1) > rate(0) + 0.03, "on fails more: {r}");
+    assert_eq!(flag(&s, "new-checkout"), before, "the flag is back as it was");
+    let (_, kept) = s.json(&["flags", "experiments", "new-checkout"]);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["result"]["hypothesis"], "no more failures");
+}

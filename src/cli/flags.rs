@@ -104,6 +104,28 @@ pub enum FlagsCmd {
         #[arg(long, value_name = "FLAG")]
         remove: Option<String>,
     },
+    /// An experiment: split users 50/50 between two variants for a while on APP's traffic in
+    /// ENV, then report what each variant's users got (stops early if the treatment does harm;
+    /// the flag is put back as it was). Follows it.
+    Experiment {
+        flag: String,
+        #[arg(long)]
+        app: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long, default_value = "off")]
+        control: String,
+        #[arg(long, default_value = "on")]
+        treatment: String,
+        /// How long, e.g. 10m.
+        #[arg(long, value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// What the experiment is meant to show.
+        #[arg(long, default_value = "")]
+        hypothesis: String,
+    },
+    /// The stored results of a flag's experiments, newest first.
+    Experiments { flag: String },
     /// A flag's changes, newest first: who, when, what, before and after.
     History {
         flag: String,
@@ -165,6 +187,19 @@ pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
             }),
             (None, None) => fail(cli, EXIT_BAD_INPUT, "give --on FLAG or --remove FLAG"),
         },
+        FlagsCmd::Experiment { flag, app, env, control, treatment, duration, hypothesis } => {
+            let command = EngineCommand::FlagExperiment {
+                key: flag.clone(),
+                app: app.clone(),
+                env: env.clone(),
+                control: control.clone(),
+                treatment: treatment.clone(),
+                duration_secs: duration.as_secs(),
+                hypothesis: hypothesis.clone(),
+            };
+            experiment(ctx, flag, command).await
+        }
+        FlagsCmd::Experiments { flag } => experiments(ctx, flag),
         FlagsCmd::Rollout { flag, app, env, stages, template } => {
             progressive(ctx, flag, app, env, stages.as_deref(), template.clone()).await
         }
@@ -226,6 +261,94 @@ async fn progressive(
     };
     host.stop().await;
     code
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 30s, 10m, 1h"))
+}
+
+/// Starts an experiment on a host of this data dir and prints its result when it ends.
+async fn experiment(ctx: &Ctx<'_>, flag: &str, command: EngineCommand) -> i32 {
+    use crate::engine::Event;
+    let cli = ctx.cli;
+    if cli.readonly {
+        return fail(cli, EXIT_BAD_INPUT, "read-only: an experiment would change the flags");
+    }
+    let host = match crate::host::Host::start(ctx.estate.clone(), &ctx.data_dir, false, command.name()).await {
+        Ok(h) => h,
+        Err(e @ HostError::Busy { .. }) => return super::relay(ctx, command, &e).await,
+        Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
+    };
+    let mut rx = host.engine.subscribe();
+    let code = match host.engine.execute(&ctx.actor, command).await {
+        Err(e) => super::engine_fail(cli, &e),
+        Ok(out) => {
+            say(cli, json!({"type": "started", "message": out.message}), &out.message);
+            loop {
+                match rx.recv().await {
+                    Ok(Event::Experiment { result }) if result.flag == flag => {
+                        print_experiment(cli, &result);
+                        break EXIT_OK;
+                    }
+                    Ok(Event::FlagRollout { key, finished: true, ok: false, message }) if key == flag => {
+                        break fail(cli, EXIT_BACKEND, &message);
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break EXIT_BACKEND,
+                }
+            }
+        }
+    };
+    host.stop().await;
+    code
+}
+
+fn print_experiment(cli: &super::Cli, r: &crate::model::ExperimentResult) {
+    if cli.json {
+        println!("{}", json!({"type": "experiment", "result": r}));
+        return;
+    }
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+    println!(
+        "experiment on {} ({} in {}), {} → {}: {}",
+        r.flag,
+        r.app,
+        r.env,
+        r.started_at.format("%Y-%m-%d %H:%M:%S"),
+        r.ended_at.format("%H:%M:%S"),
+        if r.hypothesis.is_empty() { "(no hypothesis)" } else { &r.hypothesis }
+    );
+    println!("  {:<12} {:>9} {:>7} {:>10} {:>10} {:>10}", "VARIANT", "REQUESTS", "ERRORS", "ERROR RATE", "P50", "P99");
+    for v in &r.variants {
+        let role = if v.variant == r.control { " (control)" } else { " (treatment)" };
+        println!(
+            "  {:<12} {:>9} {:>7} {:>10} {:>10} {:>10}{role}",
+            v.variant,
+            v.requests,
+            v.errors,
+            pct(v.error_rate),
+            ms(v.p50_ms),
+            ms(v.p99_ms)
+        );
+    }
+    println!("  {}", r.conclusion);
+}
+
+fn experiments(ctx: &Ctx<'_>, flag: &str) -> i32 {
+    let cli = ctx.cli;
+    match Store::open(&crate::config::paths::store_file(&ctx.data_dir)).and_then(|s| s.experiments(flag)) {
+        Ok(list) => {
+            if list.is_empty() && !cli.json {
+                println!("{flag}: no experiments recorded");
+            }
+            for r in &list {
+                print_experiment(cli, r);
+            }
+            EXIT_OK
+        }
+        Err(e) => fail(cli, EXIT_BACKEND, &e.to_string()),
+    }
 }
 
 fn say(cli: &super::Cli, json: Value, text: &str) {

@@ -34,6 +34,42 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::FlagRollout { key, app, env, stages, template } => {
             start_flag_rollout(engine, actor, key, &app, &env, stages, template)
         }
+        Command::FlagExperiment { key, app, env, control, treatment, duration_secs, hypothesis } => {
+            let settings = lookup(inner, &env, &app)?;
+            let store = inner.flags.get().ok_or_else(|| EngineError::Refused("no flag store is configured".into()))?;
+            if inner.flag_metrics().is_none() {
+                return Err(EngineError::Refused("no flag metrics: experiments need the local cluster".into()));
+            }
+            if duration_secs == 0 || control == treatment {
+                return Err(EngineError::BadInput(
+                    "an experiment needs a duration above 0s and two different variants".into(),
+                ));
+            }
+            // Would the split apply? Refuse now rather than fail in the background.
+            let mut set = store.load().map_err(|e| EngineError::BadInput(e.to_string()))?.0;
+            set.set_enabled(&key, true)
+                .and_then(|()| set.set_weights(&key, &[(control.clone(), 50), (treatment.clone(), 50)]))
+                .map_err(|e| EngineError::BadInput(e.to_string()))?;
+            let experiment = super::experiment::Experiment {
+                key: key.clone(),
+                target: Target::new(&env, &app),
+                control: control.clone(),
+                treatment: treatment.clone(),
+                duration: std::time::Duration::from_secs(duration_secs),
+                hypothesis,
+                actor: actor.to_string(),
+                min_requests: settings.canary.min_requests,
+            };
+            tokio::spawn(super::experiment::run(inner.clone(), experiment));
+            Ok(Outcome {
+                message: format!(
+                    "experiment on {key} started: {control} vs {treatment}, 50/50 for {} on {app} in {env}",
+                    crate::model::HumanDuration(std::time::Duration::from_secs(duration_secs))
+                ),
+                release: None,
+                running: true,
+            })
+        }
     }
 }
 

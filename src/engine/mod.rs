@@ -4,6 +4,7 @@
 
 mod actions;
 mod analysis;
+mod experiment;
 pub mod flag_rollout;
 pub mod plan;
 mod run;
@@ -98,6 +99,16 @@ pub enum Command {
         /// An analysis template of the app; default: the default template (sequential judge).
         template: Option<String>,
     },
+    /// Split users 50/50 between two variants of a flag for a while and compare what they got.
+    FlagExperiment {
+        key: String,
+        app: String,
+        env: String,
+        control: String,
+        treatment: String,
+        duration_secs: u64,
+        hypothesis: String,
+    },
 }
 
 impl Command {
@@ -115,6 +126,7 @@ impl Command {
             Command::SetFlag { .. } => "flag",
             Command::SetFlagRollout { .. } => "flag rollout",
             Command::FlagRollout { .. } => "flag progressive rollout",
+            Command::FlagExperiment { .. } => "flag experiment",
         }
     }
 }
@@ -155,6 +167,10 @@ pub enum Event {
     Finished {
         release_id: String,
         status: Status,
+    },
+    /// An experiment on a flag ended; its result is stored.
+    Experiment {
+        result: Box<crate::model::ExperimentResult>,
     },
     /// A progressive flag rollout moved to a stage (`finished` false) or ended.
     FlagRollout {

@@ -304,6 +304,36 @@ pub struct FlagChange {
     pub release_id: Option<String>,
 }
 
+/// An experiment on a flag: users split between a control and a treatment variant for a
+/// duration, and what each variant's users got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentResult {
+    pub flag: String,
+    pub app: String,
+    pub env: String,
+    pub hypothesis: String,
+    pub control: String,
+    pub treatment: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    /// Per variant: requests, errors, error rate, p50 and p99 over the whole experiment.
+    pub variants: Vec<VariantResult>,
+    /// What the comparison says, e.g. `treatment fails more: error_rate 0.140 vs 0.040 (…)`.
+    pub conclusion: String,
+    /// `fail`: the treatment did harm; `pass`: evidence it is no worse; `inconclusive`: neither.
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantResult {
+    pub variant: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
 /// A flag change a release carries: applied when the release is verified, reverted when it is
 /// rolled back. Written `F=on`, `F=off` or `F=25%`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

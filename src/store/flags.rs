@@ -4,7 +4,7 @@ use rusqlite::params;
 
 use super::codec::{Row, ts};
 use super::{Store, StoreError};
-use crate::model::FlagChange;
+use crate::model::{ExperimentResult, FlagChange};
 
 impl Store {
     pub fn add_flag_change(&self, c: &FlagChange) -> Result<(), StoreError> {
@@ -25,6 +25,40 @@ impl Store {
     /// The changes of `flag` (every flag when None), newest first, at most `limit`.
     pub fn flag_changes(&self, flag: Option<&str>, limit: usize) -> Result<Vec<FlagChange>, StoreError> {
         self.query_flag_changes(flag, None, limit)
+    }
+
+    pub fn add_experiment(&self, e: &ExperimentResult) -> Result<(), StoreError> {
+        let result = super::codec::to_json(|| format!("experiment on {}", e.flag), e)?;
+        self.write(
+            || format!("saving an experiment on flag {}", e.flag),
+            |tx| {
+                tx.execute(
+                    "INSERT INTO experiments (flag, started_at, result) VALUES (?1, ?2, ?3)",
+                    params![e.flag, ts(e.started_at), result],
+                )?;
+                Ok(())
+            },
+        )
+    }
+
+    /// The experiments on `flag`, newest first.
+    pub fn experiments(&self, flag: &str) -> Result<Vec<ExperimentResult>, StoreError> {
+        self.read(
+            || format!("reading the experiments on flag {flag}"),
+            |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, result FROM experiments WHERE flag = ?1 ORDER BY started_at DESC, id DESC",
+                )?;
+                let raw: Vec<(i64, String)> =
+                    stmt.query_map([flag], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+                raw.into_iter()
+                    .map(|(id, text)| {
+                        let id = id.to_string();
+                        Row { table: "experiments", id: &id }.json("result", &text)
+                    })
+                    .collect()
+            },
+        )
     }
 
     /// The flag changes release `release_id` made, newest first.

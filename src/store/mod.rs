@@ -126,6 +126,14 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX flag_changes_flag_at ON flag_changes (flag, at);
     CREATE INDEX flag_changes_release ON flag_changes (release_id);
+
+    CREATE TABLE experiments (
+        id         INTEGER PRIMARY KEY,
+        flag       TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        result     TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX experiments_flag ON experiments (flag, started_at);
     "#,
 ];
 

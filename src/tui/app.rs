@@ -275,6 +275,7 @@ impl App {
                 ("flag", format!("{} {} by {by}", flag.key, if flag.enabled { "on" } else { "off" }))
             }
             Event::FlagRollout { message, .. } => ("flag", message.clone()),
+            Event::Experiment { result } => ("flag", format!("experiment on {}: {}", result.flag, result.conclusion)),
             Event::Finished { .. } => return,
         };
         self.live.push(LogLine { at: chrono::Utc::now(), kind: kind.into(), text });

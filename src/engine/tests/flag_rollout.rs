@@ -170,3 +170,53 @@ async fn a_release_whose_flag_change_cannot_apply_is_refused_before_anything_mov
     assert_eq!(flags.load().unwrap().0, before, "no flag changed");
     assert!(w.store.releases(&Default::default()).unwrap().is_empty(), "no release stored");
 }
+
+fn experiment(seconds: u64) -> Command {
+    Command::FlagExperiment {
+        key: "new-checkout-flow".into(),
+        app: "web".into(),
+        env: "dev".into(),
+        control: "off".into(),
+        treatment: "on".into(),
+        duration_secs: seconds,
+        hypothesis: "the new flow fails no more often".into(),
+    }
+}
+
+async fn until_experiment_ends(rx: &mut broadcast::Receiver<Event>) -> crate::model::ExperimentResult {
+    loop {
+        if let Event::Experiment { result } = rx.recv().await.unwrap() {
+            return *result;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_experiment_reports_each_variant_and_stops_early_when_the_treatment_does_harm() {
+    let (w, flags, _dir) = rollout_world(0.2);
+    let before = flags.load().unwrap().0.flag("new-checkout-flow").cloned();
+    let mut rx = w.engine.subscribe();
+    let started = tokio::time::Instant::now();
+    w.engine.execute("alice", experiment(600)).await.unwrap();
+    let r = until_experiment_ends(&mut rx).await;
+    assert!(started.elapsed() < Duration::from_secs(60), "stopped early: {:?}", started.elapsed());
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.conclusion);
+    assert!(r.conclusion.starts_with("treatment does harm, stopped early: error_rate"), "{}", r.conclusion);
+    assert_eq!(r.variants.iter().map(|v| v.variant.as_str()).collect::<Vec<_>>(), ["off", "on"]);
+    let (off, on) = (&r.variants[0], &r.variants[1]);
+    assert!(off.requests > 0 && on.requests > 0);
+    assert_eq!(off.error_rate, Some(0.01));
+    assert_eq!(on.error_rate, Some(0.2));
+    assert_eq!(flags.load().unwrap().0.flag("new-checkout-flow").cloned(), before, "flag back as before");
+    assert_eq!(w.store.experiments("new-checkout-flow").unwrap(), vec![r]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_harmless_treatment_is_found_no_worse() {
+    let (w, _flags, _dir) = rollout_world(0.01);
+    let mut rx = w.engine.subscribe();
+    w.engine.execute("alice", experiment(300)).await.unwrap();
+    let r = until_experiment_ends(&mut rx).await;
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.conclusion);
+    assert!(r.conclusion.starts_with("treatment no worse than control"), "{}", r.conclusion);
+}
