@@ -28,11 +28,17 @@ pub enum HostError {
     Store(#[from] StoreError),
     #[error("the local cluster did not start: {0}")]
     Cluster(String),
+    /// The flag file named with --flags cannot be used.
+    #[error("{0}")]
+    Flags(String),
 }
 
 impl HostError {
     pub fn exit_code(&self) -> i32 {
-        3
+        match self {
+            HostError::Flags(_) => 2,
+            _ => 3,
+        }
     }
 }
 
@@ -213,7 +219,26 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 impl Host {
     /// Take the data dir, open the store and bring the local cluster back as recorded.
     pub async fn start(estate: Arc<Estate>, data_dir: &Path, readonly: bool, what: &str) -> Result<Host, HostError> {
+        Self::start_with(estate, data_dir, None, readonly, what).await
+    }
+
+    /// As [`Host::start`], with the flags in `flags_file` (a flagd file that must exist) instead
+    /// of `<data dir>/flags.json` (written with the demo flags when missing).
+    pub async fn start_with(
+        estate: Arc<Estate>,
+        data_dir: &Path,
+        flags_file: Option<&Path>,
+        readonly: bool,
+        what: &str,
+    ) -> Result<Host, HostError> {
         let lock = DataDirLock::acquire(data_dir, what)?;
+        // A flag file named on the command line must be usable before anything starts.
+        if let Some(path) = flags_file {
+            if !path.exists() {
+                return Err(HostError::Flags(format!("flag file {} does not exist; check --flags", path.display())));
+            }
+            FileFlagStore::open(path, None).map_err(|e| HostError::Flags(e.to_string()))?;
+        }
         let store = Arc::new(Store::open(&paths::store_file(data_dir))?);
         let interrupted = store.mark_interrupted()?;
         let restore = store.workloads()?;
@@ -227,8 +252,11 @@ impl Host {
             LocalCluster::start(quiet.collect(), restore).await.map_err(|e| HostError::Cluster(e.to_string()))?;
         let engine = Engine::new(estate.clone(), cluster.clone(), cluster.clone(), store.clone(), readonly);
         engine.attach_flag_metrics(cluster.clone());
-        let flags_path = data_dir.join("flags.json");
-        let flag_sync = match FileFlagStore::open(&flags_path, Some(crate::flags::DEMO_FLAGS)) {
+        let opened = match flags_file {
+            Some(path) => FileFlagStore::open(path, None),
+            None => FileFlagStore::open(&data_dir.join("flags.json"), Some(crate::flags::DEMO_FLAGS)),
+        };
+        let flag_sync = match opened {
             Ok(f) => {
                 let f = Arc::new(f);
                 engine.attach_flags(f.clone());

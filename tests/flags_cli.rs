@@ -453,3 +453,20 @@ fn an_experiment_reports_real_per_variant_results_and_is_kept() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0]["result"]["hypothesis"], "no more failures");
 }
+
+#[test]
+fn flags_can_live_in_a_file_outside_the_data_dir() {
+    let s = Shipdeck::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("flags.json");
+    std::fs::write(&file, include_str!("../src/flags/demo-flags.json")).unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out, err) = s.sh(&["--flags", path, "--yes", "flags", "disable", "dark-mode"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("\"DISABLED\""));
+    assert!(!s.data_dir().join("flags.json").exists(), "the data dir's own file is not made");
+    let missing = elsewhere.path().join("nope.json");
+    let (code, _, err) = s.sh(&["--flags", missing.to_str().unwrap(), "flags", "list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("does not exist; check --flags"), "{err}");
+}

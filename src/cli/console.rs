@@ -7,7 +7,6 @@ use crate::config::keymap::Keymap;
 use crate::config::paths;
 use crate::config::settings::Settings;
 use crate::config::theme::Theme;
-use crate::host::Host;
 
 /// Theme and keymap from the flags, else config.toml, else the defaults; NO_COLOR honoured.
 pub fn look(cli: &super::Cli) -> Result<(Theme, Keymap), String> {
@@ -32,7 +31,7 @@ pub(super) async fn open(ctx: &Ctx<'_>) -> i32 {
     if cli.json || !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return report::overview(ctx);
     }
-    let start = Host::start(ctx.estate.clone(), &ctx.data_dir, cli.readonly, "console");
+    let start = ctx.start_host(cli.readonly, "console");
     let opts = crate::tui::Options { theme, keymap, readonly: cli.readonly, actor: ctx.actor.clone() };
     match crate::tui::run(start, opts).await {
         Ok(()) => EXIT_OK,

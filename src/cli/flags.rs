@@ -148,11 +148,16 @@ pub enum TagAction {
 
 pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
     let cli = ctx.cli;
-    let path = ctx.data_dir.join("flags.json");
+    let path = ctx.flags_file();
     if let Err(e) = std::fs::create_dir_all(&ctx.data_dir) {
         return fail(cli, EXIT_BACKEND, &format!("cannot create the data dir {}: {e}", ctx.data_dir.display()));
     }
-    let store = match FileFlagStore::open(&path, Some(DEMO_FLAGS)) {
+    // A file named with --flags must exist; the data dir's own is made with the demo flags.
+    let seed = if cli.flags_file.is_some() { None } else { Some(DEMO_FLAGS) };
+    if seed.is_none() && !path.exists() {
+        return fail(cli, EXIT_BAD_INPUT, &format!("flag file {} does not exist; check --flags", path.display()));
+    }
+    let store = match FileFlagStore::open(&path, seed) {
         Ok(s) => s,
         Err(e) => return fail(cli, flag_exit(&e), &e.to_string()),
     };
@@ -231,7 +236,7 @@ async fn progressive(
         stages,
         template,
     };
-    let host = match crate::host::Host::start(ctx.estate.clone(), &ctx.data_dir, false, command.name()).await {
+    let host = match ctx.start_host(false, command.name()).await {
         Ok(h) => h,
         Err(e @ HostError::Busy { .. }) => return super::relay(ctx, command, &e).await,
         Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
@@ -274,7 +279,7 @@ async fn experiment(ctx: &Ctx<'_>, flag: &str, command: EngineCommand) -> i32 {
     if cli.readonly {
         return fail(cli, EXIT_BAD_INPUT, "read-only: an experiment would change the flags");
     }
-    let host = match crate::host::Host::start(ctx.estate.clone(), &ctx.data_dir, false, command.name()).await {
+    let host = match ctx.start_host(false, command.name()).await {
         Ok(h) => h,
         Err(e @ HostError::Busy { .. }) => return super::relay(ctx, command, &e).await,
         Err(e) => return fail(cli, e.exit_code(), &e.to_string()),

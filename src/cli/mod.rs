@@ -44,6 +44,9 @@ pub struct Cli {
     /// Refuse every change.
     #[arg(long, global = true)]
     pub readonly: bool,
+    /// Feature flags from this flagd file instead of `<data dir>/flags.json`.
+    #[arg(long = "flags", id = "flags_file", global = true, value_name = "FILE", env = "SHIPDECK_FLAGS")]
+    pub flags_file: Option<PathBuf>,
     /// Confirm destructive actions (abort, rollback, restart, resume --full) without asking.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
@@ -219,6 +222,18 @@ pub(crate) struct Ctx<'a> {
     pub actor: String,
 }
 
+impl Ctx<'_> {
+    /// The process that holds the data dir, with the flags `--flags` names if any.
+    pub async fn start_host(&self, readonly: bool, what: &str) -> Result<Host, crate::host::HostError> {
+        Host::start_with(self.estate.clone(), &self.data_dir, self.cli.flags_file.as_deref(), readonly, what).await
+    }
+
+    /// The flag file this command reads and writes.
+    pub fn flags_file(&self) -> PathBuf {
+        self.cli.flags_file.clone().unwrap_or_else(|| self.data_dir.join("flags.json"))
+    }
+}
+
 /// The engine command, and what a confirmation must say when it is destructive.
 fn to_engine_command(cmd: &Cmd) -> Option<(EngineCommand, Option<String>)> {
     let c = |t: &AppEnv| (t.app.clone(), t.env.clone());
@@ -301,7 +316,7 @@ async fn act(ctx: &Ctx<'_>, command: EngineCommand, destructive: Option<String>)
         return fail(cli, EXIT_BAD_INPUT, &why);
     }
     let name = command.name();
-    let host = match Host::start(ctx.estate.clone(), &ctx.data_dir, false, name).await {
+    let host = match ctx.start_host(false, name).await {
         Ok(h) => h,
         Err(e @ crate::host::HostError::Busy { .. }) => return relay(ctx, command, &e).await,
         Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
