@@ -151,6 +151,9 @@ async fn flag_changes_through_the_engine_reach_the_demo_pods_and_their_per_varia
     assert!((12..=50).contains(&failed), "{failed} of 200 failed");
     let m = host.cluster.flag_metrics(&target, "new-checkout", Duration::from_secs(60)).unwrap();
     assert!(m["on"].requests >= 200 && m["on"].errors >= failed as u64, "{m:?}");
+    // What the console's Flags pane shows: served per variant, over every app and environment.
+    let served = host.engine.flag_served(Duration::from_secs(60)).await;
+    assert!(served["new-checkout"]["on"] >= m["on"].requests, "{served:?}");
 
     host.engine.execute("alice", Command::SetFlag { key: "new-checkout".into(), enabled: false }).await.unwrap();
     until_served(&host, &target, "<code default>").await;

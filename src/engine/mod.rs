@@ -16,7 +16,7 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -298,6 +298,23 @@ impl Engine {
     /// Give the engine a flag store; flag commands are refused without one.
     pub fn attach_flags(&self, store: Arc<crate::flags::FileFlagStore>) {
         let _ = self.inner.flags.set(store);
+    }
+
+    /// How many requests the pods served each variant of each flag over the last `window`,
+    /// summed over every app and environment (empty without flag metrics).
+    pub async fn flag_served(&self, window: std::time::Duration) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let Some(metrics) = self.inner.flag_metrics() else { return out };
+        let targets: Vec<Target> = self.inner.estate.targets().into_iter().map(|(t, _)| t).collect();
+        for flag in self.flag_views() {
+            for t in &targets {
+                let Ok(by_variant) = metrics.variant_metrics(t, &flag.key, window).await else { continue };
+                for (variant, m) in by_variant {
+                    *out.entry(flag.key.clone()).or_default().entry(variant).or_default() += m.requests;
+                }
+            }
+        }
+        out
     }
 
     /// The flags as stored now.

@@ -151,6 +151,13 @@ pub fn fixture() -> Snapshot {
         workloads,
         detail,
         flags: FlagSet::parse(DEMO_FLAGS, "demo").unwrap().views(),
+        flag_served: [
+            ("new-checkout-flow", [("off", 3701), ("on", 412)]),
+            ("search-ranking-v2", [("off", 1190), ("on", 1213)]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_iter().map(|(n, c)| (n.to_string(), c)).collect()))
+        .collect(),
         log,
         now: at(12),
         ..Snapshot::of_estate(&estate)

@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub workloads: BTreeMap<Target, WorkloadView>,
     pub detail: ReleaseDetail,
     pub flags: Vec<FlagView>,
+    /// Requests the pods served per flag and variant over the last minute.
+    pub flag_served: BTreeMap<String, BTreeMap<String, u64>>,
     /// Audit log and engine events, oldest first.
     pub log: Vec<LogLine>,
     pub now: DateTime<Utc>,
@@ -109,5 +111,14 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, log_limit: usize) 
         })
         .collect();
     log.reverse();
-    Snapshot { workloads, detail, flags: engine.flag_views(), log, now: Utc::now(), ..Snapshot::of_estate(estate) }
+    let flag_served = engine.flag_served(std::time::Duration::from_secs(60)).await;
+    Snapshot {
+        workloads,
+        detail,
+        flags: engine.flag_views(),
+        flag_served,
+        log,
+        now: Utc::now(),
+        ..Snapshot::of_estate(estate)
+    }
 }

@@ -34,6 +34,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 Cell::from(f.key.clone()),
                 Cell::from(state),
                 Cell::from(rollout),
+                Cell::from(served(app.snapshot.flag_served.get(&f.key))),
                 Cell::from(f.variants.join(", ")),
                 Cell::from(Span::styled(f.description.clone(), t.style(Role::Muted))),
             ]);
@@ -45,13 +46,24 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         Constraint::Length(24),
         Constraint::Length(5),
         Constraint::Length(16),
+        Constraint::Length(27),
         Constraint::Length(14),
         Constraint::Fill(1),
     ];
+    let header = ["FLAG", "STATE", "ROLLOUT", "SERVED (LAST MINUTE)", "VARIANTS", "DESCRIPTION"];
     let table = Table::new(rows, widths)
-        .header(Row::new(vec!["FLAG", "STATE", "ROLLOUT", "VARIANTS", "DESCRIPTION"]).style(t.style(Role::Header)))
+        .header(Row::new(header).style(t.style(Role::Header)))
         .block(block(t, format!(" Flags — {}{} (flagd format) ", flags.len(), shown(offset, drawn, flags.len()))));
     frame.render_widget(table, area);
+}
+
+/// What the pods served of a flag: each variant's share of the requests, and the count.
+fn served(by_variant: Option<&std::collections::BTreeMap<String, u64>>) -> String {
+    let Some(by_variant) = by_variant.filter(|m| m.values().any(|n| *n > 0)) else { return "—".into() };
+    let total: u64 = by_variant.values().sum();
+    let shares: Vec<String> =
+        by_variant.iter().map(|(v, n)| format!("{v} {:.0}%", *n as f64 * 100.0 / total as f64)).collect();
+    format!("{} · {total} req", shares.join(" · "))
 }
 
 fn bar(percent: u32) -> String {
