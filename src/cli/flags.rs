@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::{Ctx, EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_OK, confirm, fail};
 use crate::engine::Command as EngineCommand;
 use crate::flags::change::{self, ChangeError};
+use crate::flags::edit::FlagEdit;
 use crate::flags::eval::{Context, FlagEvaluator};
-use crate::flags::rules::{Condition, Match, Rule};
 use crate::flags::{DEMO_FLAGS, FileFlagStore, FlagError, FlagSet};
 use crate::host::{DataDirLock, HostError};
 use crate::store::Store;
@@ -175,21 +175,34 @@ pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
         FlagsCmd::Disable { flag } => change_flag(ctx, &store, flag, false, None).await,
         FlagsCmd::SetRollout { flag, percent } => change_flag(ctx, &store, flag, true, Some(*percent)).await,
         FlagsCmd::Target { flag, rules, matching, serve, clear } => {
-            target(ctx, &store, flag, rules, *matching, serve.as_deref(), *clear)
+            let e = if *clear {
+                Ok(FlagEdit::ClearRules)
+            } else {
+                match serve {
+                    Some(serve) => Ok(FlagEdit::AddRule {
+                        conditions: rules.clone(),
+                        any: matches!(matching, MatchArg::Any),
+                        serve: serve.clone(),
+                    }),
+                    None => Err("give --serve VARIANT".to_string()),
+                }
+            };
+            match e {
+                Ok(e) => edit(ctx, &store, flag, e).await,
+                Err(why) => fail(cli, EXIT_BAD_INPUT, &why),
+            }
         }
-        FlagsCmd::Weights { flag, weights } => set_weights(ctx, &store, flag, weights),
+        FlagsCmd::Weights { flag, weights } => match parse_weights(weights) {
+            Ok(weights) => edit(ctx, &store, flag, FlagEdit::Weights { weights }).await,
+            Err(why) => fail(cli, EXIT_BAD_INPUT, &why),
+        },
         FlagsCmd::Tag { flag, action, tag } => {
             let add = matches!(action, TagAction::Add);
-            let action = if add { format!("tagged {tag}") } else { format!("untagged {tag}") };
-            edit(ctx, &store, flag, "flags tag", &action, |s| s.set_tag(flag, tag, add))
+            edit(ctx, &store, flag, FlagEdit::Tag { tag: tag.clone(), add }).await
         }
         FlagsCmd::Depend { flag, on, remove } => match (on, remove) {
-            (Some(on), _) => {
-                edit(ctx, &store, flag, "flags depend", &format!("now depends on {on}"), |s| s.add_dependency(flag, on))
-            }
-            (None, Some(g)) => edit(ctx, &store, flag, "flags depend", &format!("no longer depends on {g}"), |s| {
-                s.remove_dependency(flag, g)
-            }),
+            (Some(on), _) => edit(ctx, &store, flag, FlagEdit::Depend { on: on.clone(), add: true }).await,
+            (None, Some(g)) => edit(ctx, &store, flag, FlagEdit::Depend { on: g.clone(), add: false }).await,
             (None, None) => fail(cli, EXIT_BAD_INPUT, "give --on FLAG or --remove FLAG"),
         },
         FlagsCmd::Experiment { flag, app, env, control, treatment, duration, hypothesis } => {
@@ -619,93 +632,41 @@ async fn change_flag(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, enable: b
     }
 }
 
-/// Parse `--rule`s and add them as one rule, or `--clear` the rules.
-fn target(
-    ctx: &Ctx<'_>,
-    store: &FileFlagStore,
-    flag: &str,
-    texts: &[String],
-    matching: MatchArg,
-    serve: Option<&str>,
-    clear: bool,
-) -> i32 {
-    let cli = ctx.cli;
-    if clear {
-        return edit(ctx, store, flag, "flags target", "cleared its targeting rules", |s| {
-            match s.clear_rules(flag)? {
-                Some(_) => Ok(()),
-                None => Err(FlagError::Refused(format!("`{flag}` has no targeting rules to clear"))),
-            }
-        });
-    }
-    let conditions = match texts.iter().map(|t| Condition::parse(t)).collect::<Result<Vec<_>, _>>() {
-        Ok(c) => c,
-        Err(e) => return fail(cli, EXIT_BAD_INPUT, &format!("--rule: {e}")),
-    };
-    let Some(serve) = serve else { return fail(cli, EXIT_BAD_INPUT, "give --serve VARIANT") };
-    let matching = match matching {
-        MatchArg::All => Match::All,
-        MatchArg::Any => Match::Any,
-    };
-    let rule = Rule { conditions, matching, serve: serve.to_string() };
-    let action = format!("targeting rule added: {rule}");
-    edit(ctx, store, flag, "flags target", &action, |s| s.add_rule(flag, rule.clone()))
+/// `VARIANT=WEIGHT` pairs.
+fn parse_weights(texts: &[String]) -> Result<Vec<(String, u32)>, String> {
+    texts
+        .iter()
+        .map(|t| {
+            t.split_once('=')
+                .and_then(|(v, w)| Some((v.trim(), w.trim().parse::<u32>().ok()?)))
+                .filter(|(v, _)| !v.is_empty())
+                .map(|(v, w)| (v.to_string(), w))
+                .ok_or_else(|| format!("`{t}`: write VARIANT=WEIGHT with a whole number, e.g. on=20"))
+        })
+        .collect()
 }
 
-fn set_weights(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, texts: &[String]) -> i32 {
-    let mut weights = Vec::new();
-    for t in texts {
-        let parsed = t.split_once('=').and_then(|(v, w)| Some((v.trim(), w.trim().parse::<u32>().ok()?)));
-        match parsed.filter(|(v, _)| !v.is_empty()) {
-            Some((v, w)) => weights.push((v.to_string(), w)),
-            None => {
-                return fail(
-                    ctx.cli,
-                    EXIT_BAD_INPUT,
-                    &format!("`{t}`: write VARIANT=WEIGHT with a whole number, e.g. on=20"),
-                );
-            }
-        }
-    }
-    let split: Vec<String> = weights.iter().map(|(v, w)| format!("{v}={w}")).collect();
-    let action = format!("weighted {}", split.join(" "));
-    edit(ctx, store, flag, "flags weights", &action, |s| s.set_weights(flag, &weights))
-}
-
-/// One console edit, saved and recorded here. These edits are not relayed: when another
-/// shipdeck holds the data dir, they are refused (its console edits the flags itself).
-fn edit(
-    ctx: &Ctx<'_>,
-    store: &FileFlagStore,
-    flag: &str,
-    what: &str,
-    action: &str,
-    change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError>,
-) -> i32 {
+/// One flag edit: saved and recorded here, or handed to the shipdeck that holds the data dir.
+async fn edit(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, e: FlagEdit) -> i32 {
     let cli = ctx.cli;
     if cli.readonly {
         return fail(cli, EXIT_BAD_INPUT, "read-only: a flag change would change the estate");
     }
-    let _lock = match DataDirLock::acquire(&ctx.data_dir, what) {
+    if let Err(err) = e.rule() {
+        return fail(cli, EXIT_BAD_INPUT, &format!("--rule: {err}"));
+    }
+    let command = EngineCommand::EditFlag { key: flag.to_string(), edit: e.clone() };
+    let _lock = match DataDirLock::acquire(&ctx.data_dir, command.name()) {
         Ok(lock) => lock,
-        Err(HostError::Busy { holder, .. }) => {
-            return fail(
-                cli,
-                EXIT_BACKEND,
-                &format!(
-                    "another shipdeck ({holder}) holds the data dir {}; `shipdeck {what}` is not relayed to it. \
-                     Make this change in that shipdeck's console, or stop it and run this again",
-                    ctx.data_dir.display()
-                ),
-            );
-        }
-        Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
+        Err(busy @ HostError::Busy { .. }) => return super::relay(ctx, command, &busy).await,
+        Err(err) => return fail(cli, err.exit_code(), &err.to_string()),
     };
     let db = match Store::open(&crate::config::paths::store_file(&ctx.data_dir)) {
         Ok(db) => db,
-        Err(e) => return fail(cli, EXIT_BACKEND, &e.to_string()),
+        Err(err) => return fail(cli, EXIT_BACKEND, &err.to_string()),
     };
-    match change::apply(store, &db, &ctx.actor, flag, action, change) {
+    let action = e.action();
+    match change::apply(store, &db, &ctx.actor, flag, &action, |s| e.apply(s, flag)) {
         Ok(view) => {
             if cli.json {
                 println!("{}", json!({"type": "flag", "flag": view, "action": action, "by": ctx.actor}));
@@ -714,7 +675,7 @@ fn edit(
             }
             EXIT_OK
         }
-        Err(ChangeError::Flag(e)) => fail(cli, flag_exit(&e), &e.to_string()),
-        Err(e) => fail(cli, EXIT_BACKEND, &e.to_string()),
+        Err(ChangeError::Flag(err)) => fail(cli, flag_exit(&err), &err.to_string()),
+        Err(err) => fail(cli, EXIT_BACKEND, &err.to_string()),
     }
 }

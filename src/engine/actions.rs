@@ -31,6 +31,10 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::SetFlagRollout { key, percent } => {
             change_flag(inner, actor, &key, &format!("rolled out to {percent}%"), |s| s.set_rollout(&key, percent))
         }
+        Command::EditFlag { key, edit } => {
+            edit.rule().map_err(|e| EngineError::BadInput(e.to_string()))?;
+            change_flag(inner, actor, &key, &edit.action(), |s| edit.apply(s, &key))
+        }
         Command::FlagRollout { key, app, env, stages, template } => {
             start_flag_rollout(engine, actor, key, &app, &env, stages, template)
         }

@@ -89,6 +89,11 @@ pub enum Command {
         key: String,
         percent: u32,
     },
+    /// Edit a flag's targeting rules, weights, tags or dependencies.
+    EditFlag {
+        key: String,
+        edit: crate::flags::edit::FlagEdit,
+    },
     /// Roll a flag out in stages, judged on the traffic of `app` in `env`.
     FlagRollout {
         key: String,
@@ -126,6 +131,7 @@ impl Command {
             Command::SetFlag { .. } => "flag",
             Command::SetFlagRollout { .. } => "flag rollout",
             Command::FlagRollout { .. } => "flag progressive rollout",
+            Command::EditFlag { .. } => "flag edit",
             Command::FlagExperiment { .. } => "flag experiment",
         }
     }

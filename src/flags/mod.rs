@@ -10,6 +10,7 @@
 //! make the file one flagd refuses. A list written by hand is read too.
 
 pub mod change;
+pub mod edit;
 pub mod eval;
 pub mod file;
 pub mod rules;
