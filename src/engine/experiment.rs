@@ -74,10 +74,13 @@ pub(crate) async fn run(inner: Arc<Inner>, e: Experiment) {
         e.hypothesis
     );
     let split = [(e.control.clone(), 50), (e.treatment.clone(), 50)];
+    let mut written = None;
     let started = change::apply(flags, &inner.store, &e.actor, &e.key, &action, |s| {
         before = s.flag(&e.key).cloned();
         s.set_enabled(&e.key, true)?;
-        s.set_weights(&e.key, &split)
+        s.set_weights(&e.key, &split)?;
+        written = s.flag(&e.key).cloned();
+        Ok(())
     });
     match started {
         Ok(flag) => inner.emit(Event::Flag { flag, by: e.actor.clone() }),
@@ -92,7 +95,11 @@ pub(crate) async fn run(inner: Arc<Inner>, e: Experiment) {
 
     let put_back = format!("experiment ended ({}): flag back as before", verdict_word(verdict));
     let restored = match before.clone() {
-        Some(b) => change::apply(flags, &inner.store, &e.actor, &e.key, &put_back, |s| s.restore_flag(&e.key, b)),
+        // Changed by someone else meanwhile (a kill switch, say): left as it is.
+        Some(b) => change::apply(flags, &inner.store, &e.actor, &e.key, &put_back, |s| {
+            super::flag_rollout::unchanged_since(s, &e.key, &written)?;
+            s.restore_flag(&e.key, b)
+        }),
         None => Err(change::ChangeError::Flag(crate::flags::FlagError::Unknown {
             key: e.key.clone(),
             known: String::new(),

@@ -95,14 +95,24 @@ pub(crate) async fn run(inner: Arc<Inner>, r: Rollout) {
         return;
     };
     let n = r.stages.len();
+    // What this rollout last wrote: if the flag differs from it, someone else changed it
+    // meanwhile (a kill switch, say), and the rollout leaves it alone.
+    let mut last = Some(before.clone());
+    let mut written = None;
     for (i, stage) in r.stages.iter().enumerate() {
         let action = format!("progressive rollout stage {}/{n}: {}%", i + 1, stage.percent);
         let applied = change::apply(flags, &inner.store, &r.actor, &r.key, &action, |s| {
+            unchanged_since(s, &r.key, &last)?;
             s.set_enabled(&r.key, true)?;
-            s.set_rollout(&r.key, stage.percent)
+            s.set_rollout(&r.key, stage.percent)?;
+            written = s.flag(&r.key).cloned();
+            Ok(())
         });
         match applied {
-            Ok(flag) => inner.emit(Event::Flag { flag, by: r.actor.clone() }),
+            Ok(flag) => {
+                last = written.take();
+                inner.emit(Event::Flag { flag, by: r.actor.clone() })
+            }
             Err(e) => {
                 inner.emit(done(false, format!("stage {}/{n} could not be applied: {e}", i + 1)));
                 return;
@@ -114,6 +124,7 @@ pub(crate) async fn run(inner: Arc<Inner>, r: Rollout) {
             let why = format!("progressive rollout failed at {}% (stage {}/{n}): {why}", stage.percent, i + 1);
             let action = format!("{why}; turned back to its state before the rollout");
             let reverted = change::apply(flags, &inner.store, &r.actor, &r.key, &action, |s| {
+                unchanged_since(s, &r.key, &last)?;
                 s.restore_flag(&r.key, before.clone())
             });
             match reverted {
@@ -127,6 +138,21 @@ pub(crate) async fn run(inner: Arc<Inner>, r: Rollout) {
         }
     }
     inner.emit(done(true, format!("progressive rollout of {} complete: 100% on", r.key)));
+}
+
+/// Refuses when the flag is no longer what the rollout last wrote.
+pub(crate) fn unchanged_since(
+    s: &crate::flags::FlagSet,
+    key: &str,
+    last: &Option<serde_json::Value>,
+) -> Result<(), crate::flags::FlagError> {
+    if s.flag(key) == last.as_ref() {
+        Ok(())
+    } else {
+        Err(crate::flags::FlagError::Refused(format!(
+            "`{key}` was changed by someone else during the rollout; the rollout stops and leaves it as it is"
+        )))
+    }
 }
 
 /// How much longer than its hold a stage may run while the judge cannot yet tell.

@@ -259,8 +259,13 @@ fn revert_flags(ctx: &StepCtx<'_>, of: &str) -> StepResult {
             restore.push((c.flag, c.before));
         }
     }
+    // A flag deleted since is left out (and named), not a reason to undo the rollback.
+    let present = store.load().map(|(set, _)| set.keys()).unwrap_or_default();
+    let gone: Vec<String> = restore.iter().filter(|(k, _)| !present.contains(k)).map(|(k, _)| k.clone()).collect();
+    restore.retain(|(k, _)| present.contains(k));
+    let gone_note = if gone.is_empty() { String::new() } else { format!("; {} no longer exist", gone.join(", ")) };
     if restore.is_empty() {
-        return StepResult::Done(format!("{of} changed no flags"));
+        return StepResult::Done(format!("{of} changed no flags that still exist{gone_note}"));
     }
     let id = &ctx.release.id;
     let edits: Vec<(String, String)> =
@@ -275,9 +280,12 @@ fn revert_flags(ctx: &StepCtx<'_>, of: &str) -> StepResult {
             for flag in views {
                 ctx.inner.emit(Event::Flag { flag, by: ctx.release.requested_by.clone() });
             }
-            StepResult::Done(format!("flags {} as before {of}", names.join(", ")))
+            StepResult::Done(format!("flags {} as before {of}{gone_note}", names.join(", ")))
         }
-        Err(e) => StepResult::Fail(format!("the flags of {of} could not be put back: {e}")),
+        // The pods are already back; a flag problem must never move them forward again.
+        Err(e) => StepResult::WaitForPerson(format!(
+            "the flags of {of} could not be put back: {e}; fix the flag file and resume, or put them back by hand"
+        )),
     }
 }
 

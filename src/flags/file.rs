@@ -49,6 +49,9 @@ impl FileFlagStore {
             return Err(FlagError::Conflict { path: self.path.display().to_string() });
         }
         let text = set.to_json();
+        // Never write a file that would not load again (e.g. a restored definition whose `$ref`
+        // was removed meanwhile): every later read, and flagd, would refuse it.
+        FlagSet::parse(&text, &self.path.display().to_string())?;
         self.write(&text)?;
         Ok(Revision(text))
     }

@@ -220,3 +220,41 @@ async fn a_harmless_treatment_is_found_no_worse() {
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.conclusion);
     assert!(r.conclusion.starts_with("treatment no worse than control"), "{}", r.conclusion);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_kill_switch_during_a_progressive_rollout_stays_off() {
+    let (w, flags, _dir) = rollout_world(0.01);
+    let mut rx = w.engine.subscribe();
+    w.engine.execute("alice", rollout("10:5m,50:5m,100")).await.unwrap();
+    loop {
+        if let Event::FlagRollout { finished: false, .. } = rx.recv().await.unwrap() {
+            break;
+        }
+    }
+    w.engine.execute("bob", Command::SetFlag { key: "new-checkout-flow".into(), enabled: false }).await.unwrap();
+    let (ok, message, _) = until_rollout_ends(&mut rx).await;
+    assert!(!ok);
+    assert!(message.contains("changed by someone else during the rollout"), "{message}");
+    assert!(!state(&flags, "new-checkout-flow").0, "the kill switch holds");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_leaves_out_a_flag_deleted_since_its_release_and_still_completes() {
+    let (w, flags, _dir) = rollout_world(0.01);
+    let r = w.run(deploy_with_flags("1.1.0", &["dark-mode=off", "new-checkout-flow=40%"])).await;
+    assert_eq!(r.status, Status::Verified, "{:?}", r.reason);
+    // Someone removes dark-mode from the file by hand.
+    let (set, rev) = flags.load().unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&set.to_json()).unwrap();
+    doc["flags"].as_object_mut().unwrap().remove("dark-mode");
+    let edited = crate::flags::FlagSet::parse(&doc.to_string(), "test").unwrap();
+    flags.save(&edited, &rev).unwrap();
+
+    let back = w.run(Command::Rollback { app: "web".into(), env: "dev".into(), to: Some("1.0.0".into()) }).await;
+    assert_eq!(back.status, Status::Verified, "{:?}", back.reason);
+    assert_eq!(w.routing(), Routing::all_to("1.0.0"));
+    assert_eq!(state(&flags, "new-checkout-flow"), (true, Some(10)), "the flag that still exists is put back");
+    let steps = w.store.steps(&back.id).unwrap();
+    let note = steps.last().and_then(|s| s.outcome.clone()).unwrap_or_default();
+    assert!(note.contains("dark-mode no longer exist"), "{note}");
+}
