@@ -249,6 +249,25 @@ async fn progressive(
         stages,
         template,
     };
+    follow_on_host(ctx, command, |event| match event {
+        Event::FlagRollout { key, finished, ok, message } if key == flag => {
+            say(cli, json!({"type": "flag_rollout", "finished": finished, "ok": ok, "message": message}), message);
+            finished.then_some(if *ok { EXIT_OK } else { super::EXIT_RELEASE_FAILED })
+        }
+        _ => None,
+    })
+    .await
+}
+
+/// Runs `command` on a host of this data dir (or hands it to the holder) and passes every
+/// engine event to `on` until it answers with an exit code.
+async fn follow_on_host(
+    ctx: &Ctx<'_>,
+    command: EngineCommand,
+    mut on: impl FnMut(&crate::engine::Event) -> Option<i32>,
+) -> i32 {
+    use tokio::sync::broadcast::error::RecvError;
+    let cli = ctx.cli;
     let host = match ctx.start_host(false, command.name()).await {
         Ok(h) => h,
         Err(e @ HostError::Busy { .. }) => return super::relay(ctx, command, &e).await,
@@ -261,18 +280,13 @@ async fn progressive(
             say(cli, json!({"type": "started", "message": out.message}), &out.message);
             loop {
                 match rx.recv().await {
-                    Ok(Event::FlagRollout { key, finished, ok, message }) if key == flag => {
-                        say(
-                            cli,
-                            json!({"type": "flag_rollout", "finished": finished, "ok": ok, "message": message}),
-                            &message,
-                        );
-                        if finished {
-                            break if ok { EXIT_OK } else { super::EXIT_RELEASE_FAILED };
+                    Ok(event) => {
+                        if let Some(code) = on(&event) {
+                            break code;
                         }
                     }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break EXIT_BACKEND,
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break EXIT_BACKEND,
                 }
             }
         }
@@ -292,33 +306,17 @@ async fn experiment(ctx: &Ctx<'_>, flag: &str, command: EngineCommand) -> i32 {
     if cli.readonly {
         return fail(cli, EXIT_BAD_INPUT, "read-only: an experiment would change the flags");
     }
-    let host = match ctx.start_host(false, command.name()).await {
-        Ok(h) => h,
-        Err(e @ HostError::Busy { .. }) => return super::relay(ctx, command, &e).await,
-        Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
-    };
-    let mut rx = host.engine.subscribe();
-    let code = match host.engine.execute(&ctx.actor, command).await {
-        Err(e) => super::engine_fail(cli, &e),
-        Ok(out) => {
-            say(cli, json!({"type": "started", "message": out.message}), &out.message);
-            loop {
-                match rx.recv().await {
-                    Ok(Event::Experiment { result }) if result.flag == flag => {
-                        print_experiment(cli, &result);
-                        break EXIT_OK;
-                    }
-                    Ok(Event::FlagRollout { key, finished: true, ok: false, message }) if key == flag => {
-                        break fail(cli, EXIT_BACKEND, &message);
-                    }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break EXIT_BACKEND,
-                }
-            }
+    follow_on_host(ctx, command, |event| match event {
+        Event::Experiment { result } if result.flag == flag => {
+            print_experiment(cli, result);
+            Some(EXIT_OK)
         }
-    };
-    host.stop().await;
-    code
+        Event::FlagRollout { key, finished: true, ok: false, message } if key == flag => {
+            Some(fail(cli, EXIT_BACKEND, message))
+        }
+        _ => None,
+    })
+    .await
 }
 
 fn print_experiment(cli: &super::Cli, r: &crate::model::ExperimentResult) {
