@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BUSY_MACHINE_PCT, CpuTimes};
+use common::{BUSY_MACHINE_PCT, CpuTimes, percentile};
 use shipdeck::cluster::local::LocalCluster;
 use shipdeck::cluster::{Cluster, Routing, Target};
 use shipdeck::config::Estate;
@@ -109,27 +109,16 @@ async fn client_loop(
     stop: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
 ) -> Vec<Sample> {
-    let mut out = Vec::with_capacity(1024);
-    while !stop.load(Ordering::Relaxed) {
-        let sent = Instant::now();
-        let answer = match client.get(&url).send().await {
-            Ok(resp) => {
-                let ok = resp.status().is_success();
-                let version = resp.headers().get("x-shipdeck-version").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                // Read the body so the connection goes back to the pool.
-                let body_ok = resp.bytes().await.is_ok();
-                match (ok && body_ok, version.as_deref()) {
-                    (true, Some(STABLE)) => Answer::Stable,
-                    (true, Some(CANARY)) => Answer::Canary,
-                    _ => Answer::Other,
-                }
-            }
-            Err(_) => Answer::Other,
-        };
-        out.push(Sample { sent, answer });
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-    out
+    let classify = |ok: bool, headers: &reqwest::header::HeaderMap| match (
+        ok,
+        headers.get("x-shipdeck-version").and_then(|v| v.to_str().ok()),
+    ) {
+        (true, Some(STABLE)) => Answer::Stable,
+        (true, Some(CANARY)) => Answer::Canary,
+        _ => Answer::Other,
+    };
+    let sent = common::send_until(stop, done, |_| client.get(&url), classify).await;
+    sent.into_iter().map(|(sent, answer)| Sample { sent, answer }).collect()
 }
 
 /// Waits for the first event `pick` maps to `Some`.
@@ -277,15 +266,6 @@ async fn one_round(
         bracket,
         call,
     })
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 async fn run() -> Result<(), String> {

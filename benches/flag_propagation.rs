@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BUSY_MACHINE_PCT, CpuTimes};
+use common::{BUSY_MACHINE_PCT, CpuTimes, percentile};
 use shipdeck::cluster::local::LocalCluster;
 use shipdeck::cluster::local::flags::CODE_DEFAULT;
 use shipdeck::cluster::{Cluster, Target};
@@ -99,27 +99,20 @@ async fn client_loop(
     done: Arc<AtomicUsize>,
 ) -> Vec<Sample> {
     const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
-    let mut out = Vec::with_capacity(1024);
-    let mut n = seed * 7919;
-    while !stop.load(Ordering::Relaxed) {
-        n += 1;
-        let req = client
+    let base = seed * 7919;
+    let request = |n: usize| {
+        let n = base + n;
+        client
             .get(&url)
             .header("x-user-id", format!("user-{}", n % 10_000))
-            .header("x-shipdeck-ctx-plan", PLANS[n % PLANS.len()]);
-        let sent = Instant::now();
-        let (disabled, error) = match req.send().await {
-            Ok(resp) => {
-                let variant = resp.headers().get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                let ok = resp.status().is_success() && resp.bytes().await.is_ok();
-                (variant.as_deref() == Some(CODE_DEFAULT), !ok || variant.is_none())
-            }
-            Err(_) => (false, true),
-        };
-        out.push(Sample { sent, disabled, error });
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-    out
+            .header("x-shipdeck-ctx-plan", PLANS[n % PLANS.len()])
+    };
+    let classify = |ok: bool, headers: &reqwest::header::HeaderMap| {
+        let variant = headers.get(HEADER).and_then(|v| v.to_str().ok());
+        (variant == Some(CODE_DEFAULT), !ok || variant.is_none())
+    };
+    let sent = common::send_until(stop, done, request, classify).await;
+    sent.into_iter().map(|(sent, (disabled, error))| Sample { sent, disabled, error }).collect()
 }
 
 struct Round {
@@ -209,15 +202,6 @@ async fn one_round(engine: &Engine, client: &reqwest::Client, url: &str) -> Resu
     let lower = settle.checked_sub(1).map_or(t0, |i| samples[i].sent.max(t0));
     let bracket = samples[settle].sent.saturating_duration_since(lower);
     Ok(Round { latency, samples: samples.len(), errors, disabled_after_settle: samples.len() - settle, bracket, call })
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 async fn run() -> Result<(), String> {

@@ -91,3 +91,45 @@ fn clock_ticks() -> Result<f64, String> {
 /// Above this much CPU used by other processes (% of one core), a bench says its figures are
 /// not to be trusted.
 pub const BUSY_MACHINE_PCT: f64 = 20.0;
+
+/// Nearest-rank percentile of sorted values.
+#[allow(dead_code)]
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Sends the `n`th request `request(n)` back to back until `stop`, noting when each was sent
+/// and what `classify` makes of its answer (whether it succeeded with its body read, and its
+/// headers; a request that got no answer is classified as failed with no headers).
+#[allow(dead_code)]
+pub async fn send_until<T>(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    request: impl Fn(usize) -> reqwest::RequestBuilder,
+    classify: impl Fn(bool, &reqwest::header::HeaderMap) -> T,
+) -> Vec<(std::time::Instant, T)> {
+    use std::sync::atomic::Ordering;
+    let mut out = Vec::with_capacity(1024);
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let req = request(n);
+        let sent = std::time::Instant::now();
+        let answer = match req.send().await {
+            Ok(resp) => {
+                let headers = resp.headers().clone();
+                // Read the body so the connection goes back to the pool.
+                let ok = resp.status().is_success() && resp.bytes().await.is_ok();
+                classify(ok, &headers)
+            }
+            Err(_) => classify(false, &reqwest::header::HeaderMap::new()),
+        };
+        out.push((sent, answer));
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    out
+}

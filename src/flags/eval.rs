@@ -311,8 +311,8 @@ fn engine() -> Engine {
     Engine::builder()
         .add_operator("fractional", ops::Fractional)
         .add_operator("sem_ver", ops::SemVer)
-        .add_operator("starts_with", ops::StartsWith)
-        .add_operator("ends_with", ops::EndsWith)
+        .add_operator(ops::STARTS_WITH.name, ops::STARTS_WITH)
+        .add_operator(ops::ENDS_WITH.name, ops::ENDS_WITH)
         .build()
 }
 

@@ -192,33 +192,24 @@ fn two_strings<'a>(args: &[&'a DataValue<'a>], op: &str) -> Result<(&'a str, &'a
     }
 }
 
-/// `starts_with`: `[value, prefix]`, both strings.
-pub struct StartsWith;
-
-impl CustomOperator for StartsWith {
-    fn evaluate<'a>(
-        &self,
-        args: &[&'a DataValue<'a>],
-        _ctx: &mut EvalContext<'_, 'a>,
-        arena: &'a Bump,
-    ) -> Result<&'a DataValue<'a>> {
-        let (value, prefix) = two_strings(args, "starts_with")?;
-        Ok(arena.bool(value.starts_with(prefix)))
-    }
+/// `starts_with` (`[value, prefix]`) and `ends_with` (`[value, suffix]`), both strings.
+pub struct StringTest {
+    pub name: &'static str,
+    pub test: fn(&str, &str) -> bool,
 }
 
-/// `ends_with`: `[value, suffix]`, both strings.
-pub struct EndsWith;
+pub const STARTS_WITH: StringTest = StringTest { name: "starts_with", test: |value, prefix| value.starts_with(prefix) };
+pub const ENDS_WITH: StringTest = StringTest { name: "ends_with", test: |value, suffix| value.ends_with(suffix) };
 
-impl CustomOperator for EndsWith {
+impl CustomOperator for StringTest {
     fn evaluate<'a>(
         &self,
         args: &[&'a DataValue<'a>],
         _ctx: &mut EvalContext<'_, 'a>,
         arena: &'a Bump,
     ) -> Result<&'a DataValue<'a>> {
-        let (value, suffix) = two_strings(args, "ends_with")?;
-        Ok(arena.bool(value.ends_with(suffix)))
+        let (value, affix) = two_strings(args, self.name)?;
+        Ok(arena.bool((self.test)(value, affix)))
     }
 }
 
