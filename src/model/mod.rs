@@ -2,10 +2,12 @@
 
 pub mod analysis;
 pub mod duration;
+pub mod emergency;
 pub mod estate;
 pub mod release;
 
 pub use analysis::*;
 pub use duration::HumanDuration;
+pub use emergency::*;
 pub use estate::*;
 pub use release::*;
