@@ -178,6 +178,11 @@ pub enum Event {
     Experiment {
         result: Box<crate::model::ExperimentResult>,
     },
+    /// An emergency release changed: created, approved, a step of its execution ran, or it ended.
+    Emergency {
+        emergency: Box<crate::model::Emergency>,
+        message: String,
+    },
     /// A progressive flag rollout moved to a stage (`finished` false) or ended.
     FlagRollout {
         key: String,

@@ -276,6 +276,7 @@ impl App {
             }
             Event::FlagRollout { message, .. } => ("flag", message.clone()),
             Event::Experiment { result } => ("flag", format!("experiment on {}: {}", result.flag, result.conclusion)),
+            Event::Emergency { emergency, message } => ("emergency", format!("{} {message}", emergency.id)),
             Event::Finished { .. } => return,
         };
         self.live.push(LogLine { at: chrono::Utc::now(), kind: kind.into(), text });
