@@ -1,7 +1,7 @@
 //! The command line: clap definitions and the non-interactive subcommands.
 
 mod console;
-mod flags;
+pub mod flags;
 mod follow;
 mod report;
 mod screenshots;

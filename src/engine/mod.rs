@@ -330,7 +330,12 @@ impl Engine {
 
     /// The flags as stored now.
     pub fn flag_views(&self) -> Vec<crate::flags::FlagView> {
-        self.inner.flags.get().and_then(|f| f.load().ok()).map(|(set, _)| set.views()).unwrap_or_default()
+        self.flag_set().map(|set| set.views()).unwrap_or_default()
+    }
+
+    /// The whole flag document as stored now (`None` without a flag store or when it cannot be read).
+    pub fn flag_set(&self) -> Option<crate::flags::FlagSet> {
+        self.inner.flags.get().and_then(|f| f.load().ok()).map(|(set, _)| set)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -13,6 +13,7 @@ pub mod change;
 pub mod edit;
 pub mod eval;
 pub mod file;
+pub mod preview;
 pub mod rules;
 
 use serde::Serialize;

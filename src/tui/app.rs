@@ -125,6 +125,8 @@ pub struct App {
     pub keymap: Keymap,
     /// Engine events seen since start, oldest first (bounded).
     pub live: Vec<LogLine>,
+    /// The latest word of each flag's progressive rollout or experiment: (finished, ok, message).
+    pub flag_progress: std::collections::BTreeMap<String, (bool, bool, String)>,
 }
 
 const LIVE_LIMIT: usize = 5_000;
@@ -147,6 +149,7 @@ impl App {
             theme,
             keymap,
             live: Vec::new(),
+            flag_progress: Default::default(),
         };
         if readonly {
             app.message = Some(("read-only: every change is refused".into(), Tone::Info));
@@ -274,7 +277,10 @@ impl App {
             Event::Flag { flag, by } => {
                 ("flag", format!("{} {} by {by}", flag.key, if flag.enabled { "on" } else { "off" }))
             }
-            Event::FlagRollout { message, .. } => ("flag", message.clone()),
+            Event::FlagRollout { key, finished, ok, message } => {
+                self.flag_progress.insert(key.clone(), (*finished, *ok, message.clone()));
+                ("flag", message.clone())
+            }
             Event::Experiment { result } => ("flag", format!("experiment on {}: {}", result.flag, result.conclusion)),
             Event::Emergency { emergency, message } => ("emergency", format!("{} {message}", emergency.id)),
             Event::Finished { .. } => return,
@@ -404,11 +410,15 @@ impl App {
                 Vec::new()
             }
             PaletteAction::Quit => vec![Effect::Quit],
+            PaletteAction::FlagRead(cmd) => {
+                self.flag_read(&cmd);
+                Vec::new()
+            }
         }
     }
 
     /// A command for the engine, after a confirmation when it is destructive.
-    fn request(&mut self, command: Command, confirm: Option<String>) -> Vec<Effect> {
+    pub(super) fn request(&mut self, command: Command, confirm: Option<String>) -> Vec<Effect> {
         if self.readonly {
             self.message = Some((format!("read-only: `{}` would change the estate", command.name()), Tone::Error));
             return Vec::new();
@@ -469,7 +479,14 @@ impl App {
                 }
             }
             Action::Refresh => self.message = Some(("refreshing".into(), Tone::Info)),
-            Action::ToggleFlag | Action::FlagPercentUp | Action::FlagPercentDown => return self.flag_action(action),
+            Action::ToggleFlag
+            | Action::FlagPercentUp
+            | Action::FlagPercentDown
+            | Action::FlagRollout
+            | Action::FlagExperiment
+            | Action::FlagTarget
+            | Action::FlagWeights
+            | Action::FlagEval => return self.flag_action(action),
             Action::Pause
             | Action::Resume
             | Action::ResumeFull
@@ -540,35 +557,6 @@ impl App {
             Action::Top => 0,
             _ => last,
         };
-    }
-
-    fn flag_action(&mut self, action: Action) -> Vec<Effect> {
-        let Some(flag) = self.visible_flags().get(self.sel_flag).map(|f| (*f).clone()) else {
-            self.message = Some(("no flag selected".into(), Tone::Error));
-            return Vec::new();
-        };
-        let key = flag.key.clone();
-        match action {
-            Action::ToggleFlag => {
-                let (word, effect) = if flag.enabled {
-                    ("off", "every user gets the default variant")
-                } else {
-                    ("on", "its targeting applies again")
-                };
-                let body = format!("Turn flag {key} {word}: {effect}.");
-                self.request(Command::SetFlag { key, enabled: !flag.enabled }, Some(body))
-            }
-            _ => {
-                let Some(now) = flag.rollout else {
-                    self.message = Some((format!("{key} has no percentage rollout to change"), Tone::Error));
-                    return Vec::new();
-                };
-                let step = 5;
-                let percent =
-                    if action == Action::FlagPercentUp { (now + step).min(100) } else { now.saturating_sub(step) };
-                self.request(Command::SetFlagRollout { key, percent }, None)
-            }
-        }
     }
 
     fn release_action(&mut self, action: Action, app: String, env: String) -> Vec<Effect> {
@@ -648,7 +636,7 @@ impl App {
         self.snapshot.promotes_to.get(env).cloned().unwrap_or_default()
     }
 
-    fn open_palette(&mut self, text: &str) {
+    pub(super) fn open_palette(&mut self, text: &str) {
         let input = Input::new(text.to_string());
         let candidates = palette::complete(text, &self.snapshot);
         self.mode = Mode::Palette { input, history_pos: None, candidates };

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 
 use super::app::App;
-use super::snapshot::{LogLine, ReleaseDetail, Snapshot, WorkloadView};
+use super::snapshot::{FlagDetail, LogLine, ReleaseDetail, Snapshot, WorkloadView};
 use crate::cluster::{Routing, Target, VersionReplicas, WorkloadState};
 use crate::config::Estate;
 use crate::config::keymap::Keymap;
@@ -147,11 +147,28 @@ pub fn fixture() -> Snapshot {
             text: format!("event number {i}"),
         })
         .collect();
+    let flag_set = FlagSet::parse(DEMO_FLAGS, "demo").unwrap();
     Snapshot {
         workloads,
         detail,
-        flags: FlagSet::parse(DEMO_FLAGS, "demo").unwrap().views(),
+        flags: flag_set.views(),
+        flag_detail: FlagDetail {
+            key: "dark-mode".into(),
+            changes: vec![FlagChange {
+                at: at(9),
+                actor: "dana".into(),
+                flag: "dark-mode".into(),
+                action: "rolled out to 50%".into(),
+                before: None,
+                after: None,
+                release_id: None,
+            }],
+            experiment: None,
+            who: crate::flags::preview::shares(&flag_set, "dark-mode", 10_000).unwrap(),
+        },
+        flag_set: Some(flag_set),
         flag_served: [
+            ("dark-mode", [("off", 0), ("on", 4093)]),
             ("new-checkout-flow", [("off", 3701), ("on", 412)]),
             ("search-ranking-v2", [("off", 1190), ("on", 1213)]),
         ]

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod fixture;
+mod flag_actions;
 pub mod palette;
 pub mod panes;
 pub mod snapshot;
@@ -67,7 +68,7 @@ where
 
 pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: Options) -> color_eyre::Result<()> {
     let mut events = engine.subscribe();
-    let first = snapshot::load(engine, None, LOG_LIMIT).await;
+    let first = snapshot::load(engine, None, None, LOG_LIMIT).await;
     let mut app = App::new(first, opts.theme, opts.keymap, opts.readonly);
     let mut input = EventStream::new();
     let (result_tx, mut results) = mpsc::unbounded_channel::<Result<String, String>>();
@@ -80,9 +81,9 @@ pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: O
     let mut last_draw = Instant::now() - FRAME;
 
     let load = |engine: &Engine, app: &App, tx: &mpsc::Sender<Snapshot>| {
-        let (engine, tx, selected) = (engine.clone(), tx.clone(), app.selected_target());
+        let (engine, tx, selected, flag) = (engine.clone(), tx.clone(), app.selected_target(), app.selected_flag());
         tokio::spawn(async move {
-            let s = snapshot::load(&engine, selected.as_ref(), LOG_LIMIT).await;
+            let s = snapshot::load(&engine, selected.as_ref(), flag.as_deref(), LOG_LIMIT).await;
             let _ = tx.send(s).await;
         });
     };
@@ -96,7 +97,7 @@ pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: O
             last_draw = Instant::now();
         }
         let next_frame = last_draw + FRAME;
-        let before = app.selected_target();
+        let before = (app.selected_target(), app.selected_flag());
         tokio::select! {
             maybe = input.next() => match maybe {
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
@@ -113,7 +114,7 @@ pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: O
                         }
                     }
                     dirty = true;
-                    if app.selected_target() != before {
+                    if (app.selected_target(), app.selected_flag()) != before {
                         reload_wanted = true;
                     }
                 }

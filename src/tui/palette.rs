@@ -4,6 +4,7 @@
 use crate::engine::Command;
 use crate::model::StrategyKind;
 
+use super::flag_actions::describe_change;
 use super::snapshot::Snapshot;
 
 /// What a palette line asks for.
@@ -20,6 +21,8 @@ pub enum PaletteAction {
     Pane(super::app::Pane),
     Help,
     Quit,
+    /// A `flags …` line that only reads (`eval`, `preview`, `show`, `history`, …).
+    FlagRead(crate::cli::flags::FlagsCmd),
 }
 
 pub const VERBS: &[&str] = &[
@@ -34,6 +37,7 @@ pub const VERBS: &[&str] = &[
     "promote",
     "approve",
     "flag",
+    "flags",
     "env",
     "app",
     "pane",
@@ -49,11 +53,43 @@ fn usage(verb: &str) -> &'static str {
         "promote" => "promote APP FROM TO",
         "approve" => "approve RELEASE_ID",
         "flag" => "flag KEY on|off|PERCENT",
+        "flags" => {
+            "flags enable|disable|set-rollout|target|weights|tag|depend|rollout|experiment|eval|preview|show KEY …"
+        }
         "env" => "env NAME",
         "app" => "app NAME",
         "pane" => "pane environments|rollout|analysis|flags|emergency|events",
         _ => "",
     }
+}
+
+/// `flags …` with the CLI's own arguments (quotes group words: `--rule "plan equals pro"`).
+fn parse_flags(rest: &str, snap: &Snapshot) -> Result<PaletteAction, String> {
+    use clap::Parser;
+    #[derive(Parser)]
+    #[command(name = "flags", no_binary_name = true, disable_help_subcommand = true)]
+    struct Line {
+        #[command(subcommand)]
+        cmd: crate::cli::flags::FlagsCmd,
+    }
+    let words = shlex::split(rest).ok_or("a quote is not closed")?;
+    if words.is_empty() {
+        return Err(format!("usage: {}", usage("flags")));
+    }
+    let line = Line::try_parse_from(words).map_err(|e| {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+        match text.lines().find(|l| l.starts_with("Usage:")) {
+            Some(u) => format!("{first} — {}", u.trim_start_matches("Usage: ")),
+            None => first,
+        }
+    })?;
+    Ok(match line.cmd.engine_command()? {
+        Some(command) => {
+            PaletteAction::Run { confirm: Some(describe_change(&command, snap.flag_set.as_ref())), command }
+        }
+        None => PaletteAction::FlagRead(line.cmd),
+    })
 }
 
 /// Parse a line; errors say what was expected.
@@ -139,6 +175,7 @@ pub fn parse(line: &str, snap: &Snapshot) -> Result<PaletteAction, String> {
             need(1)?;
             PaletteAction::Run { command: Command::Approve { release_id: args[0].into() }, confirm: None }
         }
+        "flags" => return parse_flags(line.trim_start().trim_start_matches("flags"), snap),
         "flag" => {
             need(2)?;
             let key = args[0].to_string();
@@ -153,7 +190,7 @@ pub fn parse(line: &str, snap: &Snapshot) -> Result<PaletteAction, String> {
                     Command::SetFlagRollout { key: key.clone(), percent }
                 }
             };
-            PaletteAction::Run { confirm: Some(format!("Change flag {key}: {}.", args[1])), command }
+            PaletteAction::Run { confirm: Some(describe_change(&command, snap.flag_set.as_ref())), command }
         }
         "env" => {
             need(1)?;

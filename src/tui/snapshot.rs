@@ -47,6 +47,17 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// The selected flag's latest changes, its latest experiment and who gets it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlagDetail {
+    pub key: String,
+    /// Newest first.
+    pub changes: Vec<crate::model::FlagChange>,
+    pub experiment: Option<crate::model::ExperimentResult>,
+    /// Share (%) of 10,000 synthetic users per variant.
+    pub who: Vec<(String, f64)>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub envs: Vec<String>,
@@ -58,6 +69,10 @@ pub struct Snapshot {
     pub flags: Vec<FlagView>,
     /// Requests the pods served per flag and variant over the last minute.
     pub flag_served: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The flag document, for the Flags pane's details, evaluations and previews.
+    pub flag_set: Option<crate::flags::FlagSet>,
+    /// What the Flags pane shows of the selected flag beyond its definition.
+    pub flag_detail: FlagDetail,
     /// Audit log and engine events, oldest first.
     pub log: Vec<LogLine>,
     pub now: DateTime<Utc>,
@@ -80,7 +95,7 @@ impl Snapshot {
 }
 
 /// Read everything the panes need; `selected` is the workload whose release details load.
-pub async fn load(engine: &Engine, selected: Option<&Target>, log_limit: usize) -> Snapshot {
+pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>, log_limit: usize) -> Snapshot {
     let estate = engine.estate();
     let store = engine.store();
     let mut workloads = BTreeMap::new();
@@ -112,10 +127,22 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, log_limit: usize) 
         .collect();
     log.reverse();
     let flag_served = engine.flag_served(std::time::Duration::from_secs(60)).await;
+    let flag_set = engine.flag_set();
+    let flag_detail = match (flag, &flag_set) {
+        (Some(key), Some(set)) => FlagDetail {
+            key: key.to_string(),
+            changes: store.flag_changes(Some(key), 5).unwrap_or_default(),
+            experiment: store.experiments(key).ok().and_then(|e| e.into_iter().next()),
+            who: crate::flags::preview::shares(set, key, 10_000).unwrap_or_default(),
+        },
+        _ => FlagDetail::default(),
+    };
     Snapshot {
         workloads,
         detail,
-        flags: engine.flag_views(),
+        flags: flag_set.as_ref().map(|s| s.views()).unwrap_or_default(),
+        flag_set,
+        flag_detail,
         flag_served,
         log,
         now: Utc::now(),

@@ -288,3 +288,146 @@ fn an_empty_estate_snapshot_renders_every_pane() {
         assert!(a.on_key(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::NONE)).is_empty());
     }
 }
+
+fn type_line(a: &mut App, line: &str) -> Vec<Effect> {
+    for c in line.chars() {
+        a.on_key(key(c));
+    }
+    a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+}
+
+fn confirm_yes(a: &mut App) -> Vec<Effect> {
+    assert!(matches!(a.mode, Mode::Confirm(_)), "a confirmation first: {:?}", a.mode);
+    a.on_key(key('y'))
+}
+
+#[test]
+fn the_palette_edits_flags_with_the_cli_arguments() {
+    use crate::flags::edit::FlagEdit;
+    let mut a = app();
+    a.on_key(key(':'));
+    type_line(&mut a, r#"flags target dark-mode --rule "plan in_segment pro,enterprise" --match any --serve on"#);
+    let effects = confirm_yes(&mut a);
+    let [Effect::Execute(Command::EditFlag { key: flag, edit: FlagEdit::AddRule { conditions, any, serve } })] =
+        &effects[..]
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(
+        (flag.as_str(), conditions.as_slice(), *any, serve.as_str()),
+        ("dark-mode", &["plan in_segment pro,enterprise".to_string()][..], true, "on")
+    );
+
+    a.on_key(key(':'));
+    type_line(&mut a, "flags weights dark-mode on=20 off=80");
+    let effects = confirm_yes(&mut a);
+    assert!(
+        matches!(&effects[..], [Effect::Execute(Command::EditFlag { edit: FlagEdit::Weights { weights }, .. })] if weights == &[("on".to_string(), 20), ("off".to_string(), 80)]),
+        "{effects:?}"
+    );
+
+    a.on_key(key(':'));
+    type_line(&mut a, "flags rollout new-checkout --app checkout --env prod --stages 10:1m,50:1m,100");
+    let Mode::Confirm(c) = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(c.body.contains("10% → 50% → 100%") && c.body.contains("checkout's traffic in prod"), "{}", c.body);
+    let effects = confirm_yes(&mut a);
+    assert!(
+        matches!(&effects[..], [Effect::Execute(Command::FlagRollout { stages: Some(s), .. })] if s.len() == 3),
+        "{effects:?}"
+    );
+
+    a.on_key(key(':'));
+    type_line(
+        &mut a,
+        "flags experiment saved-carts --app checkout --env staging --duration 10m --hypothesis 'more orders'",
+    );
+    let effects = confirm_yes(&mut a);
+    assert!(
+        matches!(&effects[..], [Effect::Execute(Command::FlagExperiment { duration_secs: 600, hypothesis, .. })] if hypothesis == "more orders"),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn the_palette_explains_bad_flag_lines_and_sends_nothing() {
+    for (line, expect) in [
+        ("flags target dark-mode --rule \"plan matches ^p\" --serve on", "regex"),
+        ("flags weights dark-mode on=x", "VARIANT=WEIGHT"),
+        ("flags rollout dark-mode --app checkout --env prod --stages 50,10", "--stages"),
+        ("flags set-rollout dark-mode 150", "between 0 and 100"),
+        ("flags frobnicate dark-mode", "frobnicate"),
+        ("flags target dark-mode --rule 'unclosed", "quote"),
+    ] {
+        let mut a = app();
+        a.on_key(key(':'));
+        let effects = type_line(&mut a, line);
+        assert!(effects.is_empty(), "{line}: {effects:?}");
+        assert!(!matches!(a.mode, Mode::Confirm(_)), "{line}");
+        let (msg, _) = a.message.clone().unwrap_or_else(|| panic!("{line}: no message"));
+        assert!(msg.contains(expect), "{line}: {msg}");
+    }
+}
+
+#[test]
+fn flag_reads_in_the_palette_answer_from_the_flag_file() {
+    let mut a = app();
+    a.on_key(key(':'));
+    let effects = type_line(&mut a, "flags eval new-checkout-flow --context targetingKey=user-7 --context plan=pro");
+    assert!(effects.is_empty());
+    let (msg, _) = a.message.clone().unwrap();
+    assert!(msg.contains("reason"), "{msg}");
+    a.on_key(key(':'));
+    type_line(&mut a, "flags preview dark-mode --sample 1000");
+    let (msg, _) = a.message.clone().unwrap();
+    assert!(msg.contains("over 1000 synthetic users") && msg.contains('%'), "{msg}");
+    a.on_key(key(':'));
+    type_line(&mut a, "flags show saved-carts");
+    assert_eq!((a.pane, a.selected_flag().as_deref()), (Pane::Flags, Some("saved-carts")));
+    a.on_key(key(':'));
+    type_line(&mut a, "flags show nope");
+    assert!(a.message.clone().unwrap().0.contains("no flag named `nope`"));
+}
+
+#[test]
+fn flag_keys_open_the_palette_with_the_command_to_edit() {
+    let mut a = app();
+    a.pane = Pane::Flags;
+    for (k, start) in [
+        ('r', "flags rollout dark-mode --app checkout --env prod --stages 10:1h,25:1h,50:2h,100"),
+        ('x', "flags experiment dark-mode --app checkout --env prod"),
+        ('t', "flags target dark-mode --serve on --rule "),
+        ('w', "flags weights dark-mode "),
+        ('e', "flags eval dark-mode --context targetingKey="),
+    ] {
+        a.mode = Mode::Normal;
+        a.on_key(key(k));
+        let Mode::Palette { input, .. } = &a.mode else { panic!("{k}: {:?}", a.mode) };
+        assert!(input.value().starts_with(start), "{k}: {}", input.value());
+    }
+}
+
+#[test]
+fn turning_off_a_flag_others_depend_on_names_them() {
+    let mut a = app();
+    a.pane = Pane::Flags;
+    let set = a.snapshot.flag_set.as_mut().unwrap();
+    set.add_dependency("saved-carts", "dark-mode").unwrap();
+    set.add_dependency("search-ranking-v2", "dark-mode").unwrap();
+    let (needed, dependents) = ("dark-mode", ["saved-carts", "search-ranking-v2"]);
+    a.sel_flag = a.visible_flags().iter().position(|f| f.key == needed).unwrap();
+    a.on_key(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::NONE));
+    let Mode::Confirm(c) = &a.mode else { panic!("{:?}", a.mode) };
+    for d in dependents {
+        assert!(c.body.contains(d), "{}", c.body);
+    }
+}
+
+#[test]
+fn the_flag_detail_shows_rules_traffic_and_changes() {
+    let mut a = app();
+    a.pane = Pane::Flags;
+    let screen = text(&render(&a, 160, 48));
+    for needle in ["dark-mode — definition", "variants", "who gets it", "last minute", "rolled out to 50%", "dana"] {
+        assert!(screen.contains(needle), "`{needle}` not on screen:\n{screen}");
+    }
+}

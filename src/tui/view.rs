@@ -191,6 +191,11 @@ fn short(a: Action) -> &'static str {
         ToggleFlag => "toggle",
         FlagPercentUp => "+5%",
         FlagPercentDown => "-5%",
+        FlagRollout => "rollout",
+        FlagExperiment => "experiment",
+        FlagTarget => "target",
+        FlagWeights => "weights",
+        FlagEval => "eval",
         other => other.describe(),
     }
 }

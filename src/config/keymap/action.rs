@@ -43,12 +43,17 @@ pub enum Action {
     ToggleFlag,
     FlagPercentUp,
     FlagPercentDown,
+    FlagRollout,
+    FlagExperiment,
+    FlagTarget,
+    FlagWeights,
+    FlagEval,
     Refresh,
 }
 
 /// Every action with its file name and default description, in declaration order (a test keeps
 /// it so, because [`Action::info`] indexes it by discriminant).
-pub(super) const ACTIONS: [(Action, &str, &str); 36] = [
+pub(super) const ACTIONS: [(Action, &str, &str); 41] = [
     (Action::Quit, "quit", "Quit"),
     (Action::Help, "help", "Show the keys that work here"),
     (Action::Palette, "palette", "Open the command palette"),
@@ -84,6 +89,11 @@ pub(super) const ACTIONS: [(Action, &str, &str); 36] = [
     (Action::ToggleFlag, "toggle_flag", "Turn the flag on or off"),
     (Action::FlagPercentUp, "flag_percent_up", "Raise the flag's rollout percentage"),
     (Action::FlagPercentDown, "flag_percent_down", "Lower the flag's rollout percentage"),
+    (Action::FlagRollout, "flag_rollout", "Start a progressive rollout of the flag"),
+    (Action::FlagExperiment, "flag_experiment", "Start an experiment on the flag"),
+    (Action::FlagTarget, "flag_target", "Add a targeting rule to the flag"),
+    (Action::FlagWeights, "flag_weights", "Split users over the flag's variants by weight"),
+    (Action::FlagEval, "flag_eval", "Evaluate the flag for a context"),
     (Action::Refresh, "refresh", "Refresh now"),
 ];
 

@@ -89,7 +89,8 @@ fn required() -> Vec<(Context, Action)> {
         match action {
             Pause | Resume | ResumeFull | Abort | Rollback | Retry | Restart => out.push((Context::Rollout, action)),
             Promote | Approve | Deploy => out.push((Context::Environments, action)),
-            ToggleFlag | FlagPercentUp | FlagPercentDown => out.push((Context::Flags, action)),
+            ToggleFlag | FlagPercentUp | FlagPercentDown | FlagRollout | FlagExperiment | FlagTarget | FlagWeights
+            | FlagEval => out.push((Context::Flags, action)),
             _ => out.extend(panes.iter().map(|p| (*p, action))),
         }
     }
@@ -376,7 +377,7 @@ fn ctrl_d_never_runs_something_destructive() {
 fn an_unknown_action_lists_the_known_ones() {
     let e = fixture_err("keymap_unknown_action.toml");
     assert_mentions(&e, &["keymap_unknown_action.toml", "[[rollout]] #1", "unknown action `abortt`", "quit, help"]);
-    assert_mentions(&e, &["flag_percent_down, refresh"]);
+    assert_mentions(&e, &["flag_eval, refresh"]);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Feature flags: state, rollout percentage, variants; toggle and change the percentage.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, Row, Table};
 
@@ -10,6 +10,19 @@ use crate::config::theme::Role;
 use crate::tui::app::App;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    // The list on top, the selected flag's details below when there is room for both.
+    let rows = app.visible_flags().len() as u16;
+    if area.height >= 18 {
+        let list = (rows + 3).clamp(5, area.height / 2);
+        let [top, bottom] = Layout::vertical([Constraint::Length(list), Constraint::Min(1)]).areas(area);
+        draw_list(frame, app, top);
+        super::flag_detail::draw(frame, app, bottom);
+    } else {
+        draw_list(frame, app, area);
+    }
+}
+
+fn draw_list(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let flags = app.visible_flags();
     // One line a row, under the border and the header.
@@ -58,7 +71,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 /// What the pods served of a flag: each variant's share of the requests, and the count.
-fn served(by_variant: Option<&std::collections::BTreeMap<String, u64>>) -> String {
+pub(super) fn served(by_variant: Option<&std::collections::BTreeMap<String, u64>>) -> String {
     let Some(by_variant) = by_variant.filter(|m| m.values().any(|n| *n > 0)) else { return "—".into() };
     let total: u64 = by_variant.values().sum();
     let shares: Vec<String> =

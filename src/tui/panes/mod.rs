@@ -4,6 +4,7 @@ pub mod analysis;
 pub mod emergency;
 pub mod environments;
 pub mod events;
+pub mod flag_detail;
 pub mod flags;
 pub mod rollout;
 

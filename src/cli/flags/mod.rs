@@ -3,148 +3,21 @@
 //! console and pods see it at once); otherwise it is saved here, with the same checks and the
 //! same record.
 
-use clap::Subcommand;
 use serde_json::{Value, json};
+
+mod args;
+
+pub use args::FlagsCmd;
 
 use super::{Ctx, EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_OK, confirm, fail};
 use crate::engine::Command as EngineCommand;
 use crate::flags::change::{self, ChangeError};
 use crate::flags::edit::FlagEdit;
 use crate::flags::eval::{Context, FlagEvaluator};
+use crate::flags::preview;
 use crate::flags::{DEMO_FLAGS, FileFlagStore, FlagError, FlagSet};
 use crate::host::{DataDirLock, HostError};
 use crate::store::Store;
-
-#[derive(Debug, Subcommand)]
-pub enum FlagsCmd {
-    /// Every flag: state, default variant, variants and rollout.
-    List,
-    /// One flag: its definition, who gets it over a sample of users, and its latest changes.
-    Show { flag: String },
-    /// Turn a flag on.
-    Enable { flag: String },
-    /// Turn a flag off: every user gets the application's default (asks first).
-    Disable { flag: String },
-    /// Give PCT percent of users the flag's `on` variant (a fractional rollout).
-    SetRollout {
-        flag: String,
-        #[arg(value_name = "PCT")]
-        percent: u32,
-    },
-    /// Evaluate a flag for one context, with flagd's reason.
-    Eval {
-        flag: String,
-        /// Context values, e.g. `--context targetingKey=user-7 --context plan=pro`.
-        #[arg(long = "context", value_name = "KEY=VALUE")]
-        context: Vec<String>,
-    },
-    /// Who gets it: the share of each variant over N synthetic users (user-0 … user-N-1).
-    Preview {
-        flag: String,
-        #[arg(long, default_value_t = 10_000)]
-        sample: u32,
-    },
-    /// Roll a flag out in stages, each held while users served `on` do no worse than those
-    /// served `off` on APP's traffic in ENV; a failed stage turns the flag back. Follows it.
-    Rollout {
-        flag: String,
-        #[arg(long)]
-        app: String,
-        #[arg(long)]
-        env: String,
-        /// Percent:hold for each stage, e.g. `10:10m,25:10m,50:20m,100` (default 10%, 25%, 50%
-        /// held 1 h, 1 h, 2 h, then 100%).
-        #[arg(long)]
-        stages: Option<String>,
-        /// One of the app's analysis templates (default: the sequential judge, measuring every
-        /// 30 s or each stage's hold if shorter).
-        #[arg(long)]
-        template: Option<String>,
-    },
-    /// Add a targeting rule: users matching its conditions get the `--serve` variant; rules
-    /// apply in order, the rest get the flag's rollout split or its default variant.
-    /// `--clear` removes the rules (keeping the split).
-    Target {
-        flag: String,
-        /// A condition `ATTRIBUTE OPERATOR VALUE`; operators: equals, not_equals, contains,
-        /// greater_than, less_than, in_segment (a,b,c), starts_with, ends_with,
-        /// semver (`version semver >= 2.1.0`; = != < <= > >= ^ ~). Repeat for more.
-        #[arg(long = "rule", value_name = "CONDITION", required_unless_present = "clear")]
-        rules: Vec<String>,
-        /// Whether all conditions must hold, or any one.
-        #[arg(long = "match", value_enum, default_value_t = MatchArg::All)]
-        matching: MatchArg,
-        /// The variant the rule serves.
-        #[arg(long, required_unless_present = "clear")]
-        serve: Option<String>,
-        /// Remove the flag's targeting rules.
-        #[arg(long, conflicts_with_all = ["rules", "serve"])]
-        clear: bool,
-    },
-    /// Split users over the flag's variants by weight, e.g. `on=20 off=70 beta=10`.
-    Weights {
-        flag: String,
-        #[arg(value_name = "VARIANT=WEIGHT", required = true)]
-        weights: Vec<String>,
-    },
-    /// Add a tag to a flag, or remove one.
-    Tag {
-        flag: String,
-        #[arg(value_enum)]
-        action: TagAction,
-        tag: String,
-    },
-    /// Make a flag depend on another (it cannot be turned on while that one is off), or not.
-    Depend {
-        flag: String,
-        /// The flag it depends on.
-        #[arg(long, value_name = "FLAG", required_unless_present = "remove", conflicts_with = "remove")]
-        on: Option<String>,
-        /// Remove its dependency on FLAG.
-        #[arg(long, value_name = "FLAG")]
-        remove: Option<String>,
-    },
-    /// An experiment: split users 50/50 between two variants for a while on APP's traffic in
-    /// ENV, then report what each variant's users got (stops early if the treatment does harm;
-    /// the flag is put back as it was). Follows it.
-    Experiment {
-        flag: String,
-        #[arg(long)]
-        app: String,
-        #[arg(long)]
-        env: String,
-        #[arg(long, default_value = "off")]
-        control: String,
-        #[arg(long, default_value = "on")]
-        treatment: String,
-        /// How long, e.g. 10m.
-        #[arg(long, value_parser = parse_duration)]
-        duration: std::time::Duration,
-        /// What the experiment is meant to show.
-        #[arg(long, default_value = "")]
-        hypothesis: String,
-    },
-    /// The stored results of a flag's experiments, newest first.
-    Experiments { flag: String },
-    /// A flag's changes, newest first: who, when, what, before and after.
-    History {
-        flag: String,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum MatchArg {
-    All,
-    Any,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum TagAction {
-    Add,
-    Remove,
-}
 
 pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
     let cli = ctx.cli;
@@ -174,81 +47,35 @@ pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
         FlagsCmd::Enable { flag } => change_flag(ctx, &store, flag, true, None).await,
         FlagsCmd::Disable { flag } => change_flag(ctx, &store, flag, false, None).await,
         FlagsCmd::SetRollout { flag, percent } => change_flag(ctx, &store, flag, true, Some(*percent)).await,
-        FlagsCmd::Target { flag, rules, matching, serve, clear } => {
-            let e = if *clear {
-                Ok(FlagEdit::ClearRules)
-            } else {
-                match serve {
-                    Some(serve) => Ok(FlagEdit::AddRule {
-                        conditions: rules.clone(),
-                        any: matches!(matching, MatchArg::Any),
-                        serve: serve.clone(),
-                    }),
-                    None => Err("give --serve VARIANT".to_string()),
-                }
-            };
-            match e {
-                Ok(e) => edit(ctx, &store, flag, e).await,
-                Err(why) => fail(cli, EXIT_BAD_INPUT, &why),
-            }
-        }
-        FlagsCmd::Weights { flag, weights } => match parse_weights(weights) {
-            Ok(weights) => edit(ctx, &store, flag, FlagEdit::Weights { weights }).await,
+        FlagsCmd::Target { flag, .. }
+        | FlagsCmd::Weights { flag, .. }
+        | FlagsCmd::Tag { flag, .. }
+        | FlagsCmd::Depend { flag, .. } => match cmd.edit() {
+            Some(Ok(e)) => edit(ctx, &store, flag, e).await,
+            Some(Err(why)) => fail(cli, EXIT_BAD_INPUT, &why),
+            None => fail(cli, EXIT_BAD_INPUT, "not an edit"),
+        },
+        FlagsCmd::Experiment { flag, .. } => match cmd.engine_command() {
+            Ok(Some(command)) => experiment(ctx, flag, command).await,
+            Ok(None) => fail(cli, EXIT_BAD_INPUT, "not an experiment"),
             Err(why) => fail(cli, EXIT_BAD_INPUT, &why),
         },
-        FlagsCmd::Tag { flag, action, tag } => {
-            let add = matches!(action, TagAction::Add);
-            edit(ctx, &store, flag, FlagEdit::Tag { tag: tag.clone(), add }).await
-        }
-        FlagsCmd::Depend { flag, on, remove } => match (on, remove) {
-            (Some(on), _) => edit(ctx, &store, flag, FlagEdit::Depend { on: on.clone(), add: true }).await,
-            (None, Some(g)) => edit(ctx, &store, flag, FlagEdit::Depend { on: g.clone(), add: false }).await,
-            (None, None) => fail(cli, EXIT_BAD_INPUT, "give --on FLAG or --remove FLAG"),
-        },
-        FlagsCmd::Experiment { flag, app, env, control, treatment, duration, hypothesis } => {
-            let command = EngineCommand::FlagExperiment {
-                key: flag.clone(),
-                app: app.clone(),
-                env: env.clone(),
-                control: control.clone(),
-                treatment: treatment.clone(),
-                duration_secs: duration.as_secs(),
-                hypothesis: hypothesis.clone(),
-            };
-            experiment(ctx, flag, command).await
-        }
         FlagsCmd::Experiments { flag } => experiments(ctx, flag),
-        FlagsCmd::Rollout { flag, app, env, stages, template } => {
-            progressive(ctx, flag, app, env, stages.as_deref(), template.clone()).await
-        }
+        FlagsCmd::Rollout { flag, .. } => match cmd.engine_command() {
+            Ok(Some(command)) => progressive(ctx, flag, command).await,
+            Ok(None) => fail(cli, EXIT_BAD_INPUT, "not a rollout"),
+            Err(why) => fail(cli, EXIT_BAD_INPUT, &why),
+        },
     }
 }
 
 /// Starts a progressive rollout on a host of this data dir and prints each stage until it ends.
-async fn progressive(
-    ctx: &Ctx<'_>,
-    flag: &str,
-    app: &str,
-    env: &str,
-    stages: Option<&str>,
-    template: Option<String>,
-) -> i32 {
-    use crate::engine::{Event, flag_rollout};
+async fn progressive(ctx: &Ctx<'_>, flag: &str, command: EngineCommand) -> i32 {
+    use crate::engine::Event;
     let cli = ctx.cli;
     if cli.readonly {
         return fail(cli, EXIT_BAD_INPUT, "read-only: a progressive rollout would change the flags");
     }
-    let stages = match stages.map(flag_rollout::parse_stages).transpose() {
-        Ok(s) => s,
-        Err(e) => return fail(cli, EXIT_BAD_INPUT, &format!("--stages: {e}")),
-    };
-    let command = EngineCommand::FlagRollout {
-        key: flag.to_string(),
-        app: app.to_string(),
-        env: env.to_string(),
-        stages,
-        template,
-    };
     follow_on_host(ctx, command, |event| match event {
         Event::FlagRollout { key, finished, ok, message } if key == flag => {
             say(cli, json!({"type": "flag_rollout", "finished": finished, "ok": ok, "message": message}), message);
@@ -293,10 +120,6 @@ async fn follow_on_host(
     };
     host.stop().await;
     code
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 30s, 10m, 1h"))
 }
 
 /// Starts an experiment on a host of this data dir and prints its result when it ends.
@@ -414,25 +237,12 @@ fn list(ctx: &Ctx<'_>, set: &FlagSet) -> i32 {
     EXIT_OK
 }
 
-/// Shares per variant over `n` synthetic users `user-0` …, as (variant or "(code default)", share %).
-fn shares(set: &FlagSet, flag: &str, n: u32) -> Result<Vec<(String, f64)>, String> {
-    let evaluator = FlagEvaluator::new(set).map_err(|e| e.to_string())?;
-    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
-    for i in 0..n {
-        let ctx: Context = [("targetingKey", Value::String(format!("user-{i}")))].into_iter().collect();
-        let r = evaluator.evaluate(flag, &ctx);
-        *counts.entry(r.variant.unwrap_or("(code default)").to_string()).or_default() += 1;
-    }
-    let total = f64::from(n.max(1));
-    Ok(counts.into_iter().map(|(v, c)| (v, c as f64 * 100.0 / total)).collect())
-}
-
 fn show(ctx: &Ctx<'_>, set: &FlagSet, flag: &str) -> i32 {
     let cli = ctx.cli;
     if let Err(e) = known(set, flag) {
         return fail(cli, EXIT_BAD_INPUT, &e);
     }
-    let who = match shares(set, flag, 10_000) {
+    let who = match preview::shares(set, flag, 10_000) {
         Ok(s) => s,
         Err(e) => return fail(cli, EXIT_BAD_INPUT, &e),
     };
@@ -480,15 +290,10 @@ fn eval(ctx: &Ctx<'_>, set: &FlagSet, flag: &str, pairs: &[String]) -> i32 {
     if let Err(e) = known(set, flag) {
         return fail(cli, EXIT_BAD_INPUT, &e);
     }
-    let mut context = serde_json::Map::new();
-    for p in pairs {
-        let Some((k, v)) = p.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            return fail(cli, EXIT_BAD_INPUT, &format!("--context `{p}`: write KEY=VALUE, e.g. plan=pro"));
-        };
-        // Numbers and booleans as JSON, anything else as a string.
-        let value = serde_json::from_str::<Value>(v).ok().filter(|j| !j.is_object() && !j.is_array());
-        context.insert(k.to_string(), value.unwrap_or_else(|| Value::String(v.to_string())));
-    }
+    let context = match preview::context_from_pairs(pairs) {
+        Ok(c) => c,
+        Err(e) => return fail(cli, EXIT_BAD_INPUT, &format!("--{e}")),
+    };
     let evaluator = match FlagEvaluator::new(set) {
         Ok(e) => e,
         Err(e) => return fail(cli, EXIT_BAD_INPUT, &e.to_string()),
@@ -516,7 +321,7 @@ fn preview(ctx: &Ctx<'_>, set: &FlagSet, flag: &str, n: u32) -> i32 {
     if let Err(e) = known(set, flag) {
         return fail(cli, EXIT_BAD_INPUT, &e);
     }
-    match shares(set, flag, n) {
+    match preview::shares(set, flag, n) {
         Ok(s) if cli.json => {
             let m: serde_json::Map<String, Value> = s.iter().map(|(v, p)| (v.clone(), json!(p))).collect();
             println!("{}", json!({"type": "preview", "flag": flag, "sample": n, "shares": m}));
@@ -628,20 +433,6 @@ async fn change_flag(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, enable: b
         Err(ChangeError::Flag(e)) => fail(cli, flag_exit(&e), &e.to_string()),
         Err(e) => fail(cli, EXIT_BACKEND, &e.to_string()),
     }
-}
-
-/// `VARIANT=WEIGHT` pairs.
-fn parse_weights(texts: &[String]) -> Result<Vec<(String, u32)>, String> {
-    texts
-        .iter()
-        .map(|t| {
-            t.split_once('=')
-                .and_then(|(v, w)| Some((v.trim(), w.trim().parse::<u32>().ok()?)))
-                .filter(|(v, _)| !v.is_empty())
-                .map(|(v, w)| (v.to_string(), w))
-                .ok_or_else(|| format!("`{t}`: write VARIANT=WEIGHT with a whole number, e.g. on=20"))
-        })
-        .collect()
 }
 
 /// One flag edit: saved and recorded here, or handed to the shipdeck that holds the data dir.
