@@ -443,8 +443,13 @@ fn a_flag_edit_goes_to_the_shipdeck_holding_the_data_dir_and_changes_nothing_whe
         }
     }
     let (code, out, err) = s.sh(&["flags", "tag", "dark-mode", "add", "ui"]);
+    // While it runs, its pods' counters say what each variant of a flag they evaluate served.
+    let served = poll_served(&s, "new-checkout");
     let _ = holder.kill();
     let _ = holder.wait();
+    assert!(served.values().sum::<u64>() > 0, "{served:?}");
+    let (_, lines) = s.json(&["flags", "show", "new-checkout"]);
+    assert!(lines[0]["served"].is_null(), "no pods once the holder is gone: {}", lines[0]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("done by the shipdeck that holds this data dir"), "{out}");
     assert!(
@@ -452,6 +457,19 @@ fn a_flag_edit_goes_to_the_shipdeck_holding_the_data_dir_and_changes_nothing_whe
         "{}",
         flag(&s, "dark-mode")
     );
+}
+
+/// `flags show KEY --json`'s served counts, once the pods have served some (deadline 30 s).
+fn poll_served(s: &Shipdeck, key: &str) -> std::collections::BTreeMap<String, u64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, lines) = s.json(&["flags", "show", key]);
+        let served: std::collections::BTreeMap<String, u64> =
+            serde_json::from_value(lines[0]["served"].clone()).unwrap_or_default();
+        if served.values().sum::<u64>() > 0 || std::time::Instant::now() > deadline {
+            return served;
+        }
+    }
 }
 
 /// An experiment on the demo's real pods: `new-checkout`'s `on` fails 10% more of checkout's

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 mod args;
+mod served;
 
 pub use args::FlagsCmd;
 
@@ -40,7 +41,7 @@ pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
     };
     match cmd {
         FlagsCmd::List => list(ctx, &set),
-        FlagsCmd::Show { flag } => show(ctx, &set, flag),
+        FlagsCmd::Show { flag } => show(ctx, &set, flag).await,
         FlagsCmd::Eval { flag, context } => eval(ctx, &set, flag, context),
         FlagsCmd::Preview { flag, sample } => preview(ctx, &set, flag, *sample),
         FlagsCmd::History { flag, limit } => history(ctx, &set, flag, *limit),
@@ -237,7 +238,7 @@ fn list(ctx: &Ctx<'_>, set: &FlagSet) -> i32 {
     EXIT_OK
 }
 
-fn show(ctx: &Ctx<'_>, set: &FlagSet, flag: &str) -> i32 {
+async fn show(ctx: &Ctx<'_>, set: &FlagSet, flag: &str) -> i32 {
     let cli = ctx.cli;
     if let Err(e) = known(set, flag) {
         return fail(cli, EXIT_BAD_INPUT, &e);
@@ -252,12 +253,17 @@ fn show(ctx: &Ctx<'_>, set: &FlagSet, flag: &str) -> i32 {
     let definition = set.flag(flag).cloned().unwrap_or(Value::Null);
     let (tags, deps) = (set.tags(flag), set.depends_on(flag));
     let rules: Vec<String> = set.rules(flag).iter().map(ToString::to_string).collect();
+    let served = served::served(&ctx.data_dir, flag).await;
+    let total: u64 = served.iter().flat_map(|m| m.values()).sum();
+    let on = served.as_ref().and_then(|m| m.get("on")).copied().unwrap_or(0);
+    let enablement = (total > 0).then(|| on as f64 / total as f64);
     if cli.json {
         let who: serde_json::Map<String, Value> = who.iter().map(|(v, s)| (v.clone(), json!(s))).collect();
         println!(
             "{}",
             json!({"type": "flag", "key": flag, "definition": definition, "who_gets_it": who, "changes": changes,
-                   "tags": tags, "depends_on": deps, "dependents_on": set.enabled_dependents(flag), "rules": rules})
+                   "tags": tags, "depends_on": deps, "dependents_on": set.enabled_dependents(flag), "rules": rules,
+                   "served": served, "enablement_ratio": enablement})
         );
         return EXIT_OK;
     }
@@ -275,6 +281,16 @@ fn show(ctx: &Ctx<'_>, set: &FlagSet, flag: &str) -> i32 {
     println!("who gets it (10,000 synthetic users):");
     for (v, s) in &who {
         println!("  {v:<16} {s:5.1}%");
+    }
+    match &served {
+        Some(m) if total > 0 => {
+            let parts: Vec<String> =
+                m.iter().map(|(v, n)| format!("{v} {n} ({:.1}%)", *n as f64 * 100.0 / total as f64)).collect();
+            println!("served by the local pods since they started: {}", parts.join(" · "));
+            println!("enablement ratio: {:.1}% of evaluations served `on`", enablement.unwrap_or(0.0) * 100.0);
+        }
+        Some(_) => println!("served by the local pods: no evaluations yet"),
+        None => println!("served: no pods answered (they run while `shipdeck` runs on this data dir)"),
     }
     if !changes.is_empty() {
         println!("latest changes:");
