@@ -114,13 +114,15 @@ fn a_harmful_flag_s_rollout_is_turned_back_and_a_harmless_one_reaches_100_percen
         "--env",
         "dev",
         "--stages",
-        "25:10s,50:10s,100",
+        // Half the traffic for 20 s (up to 60 s when the judge needs more): enough requests to
+        // tell a 4% error rate from itself even when the machine is busy.
+        "50:20s,100",
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("progressive rollout of saved-carts complete: 100% on"), "{out}");
     let (_, lines) = s.json(&["flags", "history", "saved-carts"]);
-    assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0]["change"]["action"], "progressive rollout stage 3/3: 100%");
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["change"]["action"], "progressive rollout stage 2/2: 100%");
     let (_, lines) = s.json(&["flags", "preview", "saved-carts", "--sample", "1000"]);
     assert_eq!(lines[0]["shares"]["on"], 100.0);
 }
