@@ -1,7 +1,7 @@
 //! The console end to end: the real binary in a real terminal (tmux), driven with keys and read
 //! from the screen. A bad canary started from the palette rolls back and the analysis pane says
 //! why; a release in progress is aborted from the rollout pane after a confirmation; a flag is
-//! toggled in the flagd file; the help opens and closes; `q` leaves the terminal as it was; and
+//! toggled in the flagd file and given a targeting rule from the Flags pane; the help opens and closes; `q` leaves the terminal as it was; and
 //! a keymap that puts `abort` on ctrl-d is refused before anything starts.
 //!
 //! Every wait polls the screen until the expected text appears or a deadline passes; a failure
@@ -386,6 +386,27 @@ fn a_flag_is_toggled_in_the_flagd_file_and_the_help_opens_and_closes() {
     c.keys(&["y"]);
     c.wait_for(&format!("{key} OFF"), |s| !s.contains("are you sure?") && flag_state(s, key).as_deref() == Some("OFF"));
     assert_eq!(wait_flag_file(c.data_dir(), key, "DISABLED"), before, "back as it was");
+
+    // A targeting rule from the pane: `t` opens the palette with the command filled in.
+    c.keys(&["t"]);
+    c.wait_text(&[&format!("flags target {key} --serve on --rule")]);
+    c.type_text("\"plan in_segment pro,enterprise\"");
+    c.keys(&["Enter"]);
+    let s = c.wait_text(&["flag edit — are you sure?"]);
+    let body = dialog(&s, "flag edit — are you sure?").unwrap_or_else(|| panic!("no dialog box:\n{s}"));
+    assert!(body.contains("targeting rule added"), "{body}\n{s}");
+    c.keys(&["y"]);
+    c.wait_text(&["rule 1", "plan in_segment pro,enterprise"]);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let targeting = loop {
+        let text = std::fs::read_to_string(c.data_dir().join("flags.json")).unwrap_or_default();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let t = doc["flags"][key]["targeting"].clone();
+        if !t.is_null() || std::time::Instant::now() > deadline {
+            break t;
+        }
+    };
+    assert_eq!(targeting["if"][0]["and"][0]["in"][0]["var"], "plan", "compiled to JsonLogic: {targeting}");
 
     // The help, for the keys of this pane; esc closes it.
     c.keys(&["?"]);
