@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::merge::deep_merge;
 use crate::cluster::Target;
-use crate::model::{AnalysisTemplate, AppSettings, CanaryStep, Environment, MetricsSource, PrometheusSettings};
+use crate::model::{
+    AnalysisTemplate, AppSettings, CanaryStep, EmergencyOverrides, Environment, MetricsSource, PrometheusSettings,
+};
 
 /// The embedded demo estate: three apps × dev/staging/prod with good and bad versions.
 pub const DEMO_ESTATE: &str = include_str!("demo-estate.toml");
@@ -29,6 +31,9 @@ struct EstateFile {
     prometheus: Option<PrometheusSettings>,
     #[serde(default)]
     analysis_templates: BTreeMap<String, AnalysisTemplate>,
+    /// Per-severity changes to the standard's emergency plans.
+    #[serde(default)]
+    emergency: EmergencyOverrides,
     apps: Vec<AppSettings>,
 }
 
@@ -42,6 +47,8 @@ pub struct Estate {
     pub prometheus: Option<PrometheusSettings>,
     /// App names in file order.
     pub apps: Vec<String>,
+    /// The `[emergency]` table: per-severity changes to the standard's plans.
+    pub emergency: EmergencyOverrides,
     settings: BTreeMap<Target, AppSettings>,
 }
 
@@ -69,6 +76,7 @@ impl Estate {
             check_template(t).map_err(|e| invalid(format!("analysis_templates.{name}: {e}")))?;
         }
         let has_prometheus = file.prometheus.is_some();
+        super::emergency::check_overrides(&file.emergency, &env_names).map_err(invalid)?;
 
         let mut apps = Vec::new();
         let mut settings = BTreeMap::new();
@@ -121,8 +129,15 @@ impl Estate {
             environments: file.environments,
             prometheus: file.prometheus,
             apps,
+            emergency: file.emergency,
             settings,
         })
+    }
+
+    /// The plan an emergency of `severity` follows here: the standard's, with the estate's
+    /// `[emergency.P…]` changes.
+    pub fn emergency_plan(&self, severity: crate::model::Severity) -> crate::model::EmergencyPlan {
+        crate::model::EmergencyPlan::standard(severity).with(self.emergency.get(severity))
     }
 
     pub fn env(&self, name: &str) -> Option<&Environment> {
@@ -330,6 +345,7 @@ fn check_app(app: &AppSettings, in_env: &str, has_prometheus: bool) -> Result<()
     if app.ab.match_name.trim().is_empty() {
         return Err(format!("{} must not be empty", at("ab.match_name")));
     }
+    super::emergency::check_commands(&app.emergency).map_err(|e| format!("{}{e}", at("emergency")))?;
     for c in &app.verification.checks {
         if c.retries == 0 {
             return Err(format!("{} must be at least 1", at(&format!("verification.checks `{}`.retries", c.name))));

@@ -1,5 +1,6 @@
 //! Files a person writes: the estate, and where state lives.
 
+mod emergency;
 pub mod estate;
 pub mod keymap;
 pub mod merge;

@@ -81,6 +81,33 @@ pub enum EmergencyStatus {
 }
 
 impl EmergencyStatus {
+    pub const ALL: [EmergencyStatus; 7] = [
+        EmergencyStatus::PendingApproval,
+        EmergencyStatus::Approved,
+        EmergencyStatus::Executing,
+        EmergencyStatus::Completed,
+        EmergencyStatus::Failed,
+        EmergencyStatus::RolledBack,
+        EmergencyStatus::Abandoned,
+    ];
+
+    /// The serde name (`pending_approval`, …), as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmergencyStatus::PendingApproval => "pending_approval",
+            EmergencyStatus::Approved => "approved",
+            EmergencyStatus::Executing => "executing",
+            EmergencyStatus::Completed => "completed",
+            EmergencyStatus::Failed => "failed",
+            EmergencyStatus::RolledBack => "rolled_back",
+            EmergencyStatus::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -147,6 +174,147 @@ impl EmergencyPlan {
             },
         }
     }
+
+    /// This plan with the estate's overrides for its severity applied.
+    pub fn with(mut self, over: Option<&PlanOverride>) -> Self {
+        let Some(o) = over else { return self };
+        if let Some(d) = o.canary_duration
+            && self.canary_percent > 0
+        {
+            self.canary_duration = d;
+        }
+        if let Some(d) = o.monitoring_duration {
+            self.monitoring_duration = d;
+        }
+        if let Some(envs) = &o.environments {
+            self.environments = envs.clone();
+        }
+        self
+    }
+
+    /// One line: `rapid: prod → staging, 10% canary for 10m, monitor 30m, roll back above 2.0% errors, 2 approvals`.
+    pub fn summary(&self) -> String {
+        let canary = if self.canary_percent == 0 {
+            "no canary".to_string()
+        } else {
+            format!("{}% canary for {}", self.canary_percent, self.canary_duration)
+        };
+        let approvals = if self.approval_required {
+            format!("{} approvals from people other than the requester", self.approvals_needed)
+        } else {
+            "no approval (notify instead)".to_string()
+        };
+        format!(
+            "{}: {}, {canary}, monitor {}, roll back above {:.1}% errors, {approvals}",
+            self.strategy,
+            self.environments.join(" → "),
+            self.monitoring_duration,
+            self.rollback_threshold * 100.0
+        )
+    }
+}
+
+/// `[emergency.P1]` in the estate: what the estate changes in the standard's plan of a severity
+/// (the demo shortens the durations so a demo takes minutes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_duration: Option<HumanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring_duration: Option<HumanDuration>,
+    /// For estates whose environments are not named prod, staging and dev.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environments: Option<Vec<String>>,
+}
+
+/// The estate's `[emergency]` table: an override per severity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyOverrides {
+    #[serde(rename = "P0", default, skip_serializing_if = "Option::is_none")]
+    pub p0: Option<PlanOverride>,
+    #[serde(rename = "P1", default, skip_serializing_if = "Option::is_none")]
+    pub p1: Option<PlanOverride>,
+    #[serde(rename = "P2", default, skip_serializing_if = "Option::is_none")]
+    pub p2: Option<PlanOverride>,
+}
+
+impl EmergencyOverrides {
+    pub fn get(&self, severity: Severity) -> Option<&PlanOverride> {
+        match severity {
+            Severity::P0 => self.p0.as_ref(),
+            Severity::P1 => self.p1.as_ref(),
+            Severity::P2 => self.p2.as_ref(),
+        }
+    }
+}
+
+/// An app's `[apps.emergency]`: how a fix is built and which critical suites test it. Commands
+/// run with `sh -c`, with `SHIPDECK_APP`, `SHIPDECK_VERSION` and `SHIPDECK_SUITE` set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyCommands {
+    /// Builds the fix; absent: nothing to build (the log says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    #[serde(default = "default_command_timeout")]
+    pub build_timeout: HumanDuration,
+    #[serde(default)]
+    pub critical_tests: CriticalTests,
+    /// Each suite is stopped (and failed) after this long.
+    #[serde(default = "default_command_timeout")]
+    pub test_timeout: HumanDuration,
+}
+
+fn default_command_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10 * 60)
+}
+
+impl Default for EmergencyCommands {
+    fn default() -> Self {
+        Self {
+            build: None,
+            build_timeout: default_command_timeout(),
+            critical_tests: CriticalTests::default(),
+            test_timeout: default_command_timeout(),
+        }
+    }
+}
+
+/// The four critical suites an emergency runs instead of the full test suite; an absent one
+/// is counted as skipped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CriticalTests {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_integrity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_contract: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical_path: Option<String>,
+}
+
+impl CriticalTests {
+    /// Every suite in the order they run, with its command if the app has one.
+    pub fn suites(&self) -> [(&'static str, Option<&str>); 4] {
+        [
+            ("security", self.security.as_deref()),
+            ("data_integrity", self.data_integrity.as_deref()),
+            ("api_contract", self.api_contract.as_deref()),
+            ("critical_path", self.critical_path.as_deref()),
+        ]
+    }
+}
+
+/// Critical suites run for an emergency, over every affected app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestCounts {
+    pub passed: u32,
+    pub failed: u32,
+    pub skipped: u32,
 }
 
 /// One emergency release and what has happened to it.
@@ -169,12 +337,24 @@ pub struct Emergency {
     pub ended_at: Option<DateTime<Utc>>,
     /// Why it failed or was rolled back.
     pub cause: Option<String>,
+    /// The critical suites' results, once they ran.
+    #[serde(default)]
+    pub tests: Option<TestCounts>,
 }
 
 impl Emergency {
     /// The id for an emergency created at `at`.
     pub fn id_for(at: DateTime<Utc>) -> String {
         format!("ER-{}", at.format("%Y%m%d%H%M%S"))
+    }
+
+    /// Approvals still missing before it may run.
+    pub fn approvals_missing(&self) -> u32 {
+        if self.plan.approval_required {
+            self.plan.approvals_needed.saturating_sub(self.approvers.len() as u32)
+        } else {
+            0
+        }
     }
 }
 
@@ -186,6 +366,16 @@ pub struct EmergencyLogEntry {
     pub step: String,
     pub ok: bool,
     pub message: String,
+}
+
+/// One status change of an emergency, with its cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmergencyTransition {
+    pub emergency_id: String,
+    pub from: Option<EmergencyStatus>,
+    pub to: EmergencyStatus,
+    pub cause: String,
+    pub at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -414,6 +414,9 @@ pub struct AppSettings {
     /// The version each environment starts with when nothing was deployed yet.
     #[serde(default)]
     pub initial_version: Option<String>,
+    /// How an emergency fix of this app is built and which critical suites test it.
+    #[serde(default)]
+    pub emergency: super::EmergencyCommands,
     /// Per-environment overrides, already applied; kept so the report can show them.
     #[serde(default)]
     pub overrides: BTreeMap<String, toml::Table>,

@@ -46,6 +46,7 @@ fn app(name: &str, versions: Vec<VersionProfile>, replicas: u32, rps: f64) -> Ap
         prometheus_queries: Default::default(),
         versions,
         initial_version: None,
+        emergency: Default::default(),
         overrides: BTreeMap::new(),
     }
 }
