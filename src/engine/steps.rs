@@ -196,6 +196,15 @@ pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progr
             }
             StepResult::Done(String::new())
         }
+        Step::Monitor { seconds, interval_secs, max_error_rate, min_requests } => {
+            let watch = Watch {
+                total: Duration::from_secs(*seconds),
+                interval: Duration::from_secs((*interval_secs).max(1)),
+                max_error_rate: *max_error_rate,
+                min_requests: *min_requests,
+            };
+            monitor(ctx, &watch, progress).await
+        }
         Step::ApplyFlags { changes } => apply_flags(ctx, changes),
         Step::RevertFlags { release_id } => revert_flags(ctx, release_id),
         Step::AbExperiment { seconds } => {
@@ -287,6 +296,68 @@ fn revert_flags(ctx: &StepCtx<'_>, of: &str) -> StepResult {
             "the flags of {of} could not be put back: {e}; fix the flag file and resume, or put them back by hand"
         )),
     }
+}
+
+struct Watch {
+    total: Duration,
+    interval: Duration,
+    max_error_rate: f64,
+    min_requests: u64,
+}
+
+/// The new version's error rate, window by window for what remains of the watch: a window
+/// with enough requests above the threshold fails the step. Every window is a stored
+/// measurement (the stable side is the previous version's traffic, when it still has some).
+async fn monitor(ctx: &StepCtx<'_>, w: &Watch, progress: &mut Progress) -> StepResult {
+    let new = ctx.release.version.as_str();
+    let metrics = &ctx.inner.metrics;
+    let (mut windows, mut requests, mut worst) = (0u32, 0u64, None::<f64>);
+    while progress.elapsed < w.total {
+        let window = w.interval.min(w.total - progress.elapsed);
+        let start = Instant::now();
+        tokio::time::sleep(window).await;
+        progress.elapsed += start.elapsed();
+        let c = match metrics.version_metrics(ctx.target, new, window).await {
+            Ok(c) => c,
+            Err(e) => {
+                let (none, detail) = (VersionMetrics::default(), format!("measurement error: {e}"));
+                record_measurement(ctx, Verdict::Error, &none, &none, &detail);
+                continue;
+            }
+        };
+        let s = match ctx.release.previous_version.as_deref() {
+            Some(prev) => metrics.version_metrics(ctx.target, prev, window).await.unwrap_or_default(),
+            None => VersionMetrics::default(),
+        };
+        let shown = crate::model::HumanDuration(window);
+        let (verdict, detail) = match c.error_rate() {
+            Some(rate) if c.requests >= w.min_requests => {
+                windows += 1;
+                requests += c.requests;
+                worst = Some(worst.map_or(rate, |x: f64| x.max(rate)));
+                if rate > w.max_error_rate {
+                    (
+                        Verdict::Fail,
+                        format!("error rate {rate:.3} > rollback threshold {} over {shown}", w.max_error_rate),
+                    )
+                } else {
+                    (Verdict::Pass, format!("error rate {rate:.3} ≤ {} over {shown}", w.max_error_rate))
+                }
+            }
+            _ => (Verdict::NoData, format!("{} requests in {shown}, {} needed to judge", c.requests, w.min_requests)),
+        };
+        record_measurement(ctx, verdict, &c, &s, &detail);
+        if verdict == Verdict::Fail {
+            return StepResult::Fail(format!("{new}: {detail} ({} requests)", c.requests));
+        }
+    }
+    StepResult::Done(match worst {
+        Some(x) => format!(
+            "error rate at most {x:.3} (threshold {}) over {windows} windows, {requests} requests",
+            w.max_error_rate
+        ),
+        None => format!("no window had {} requests to judge; nothing seen above the threshold", w.min_requests),
+    })
 }
 
 /// Sleep what remains of `total` after what the step already spent before a pause.

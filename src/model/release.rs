@@ -130,6 +130,10 @@ pub enum Step {
     ApplyFlags { changes: Vec<FlagSetting> },
     /// Put back the flags release `release_id` changed (a rollback of it).
     RevertFlags { release_id: String },
+    /// Watch the new version's error rate for `seconds`, one window every `interval_secs`:
+    /// a window of at least `min_requests` requests above `max_error_rate` fails the release
+    /// (an emergency fix's canary and its monitoring, with the plan's rollback threshold).
+    Monitor { seconds: u64, interval_secs: u64, max_error_rate: f64, min_requests: u64 },
 }
 
 impl Step {
@@ -161,6 +165,9 @@ impl Step {
                 format!("flags {}", list.join(", "))
             }
             Step::RevertFlags { .. } => "revert its flags".into(),
+            Step::Monitor { seconds, max_error_rate, .. } => {
+                format!("monitor {}, errors ≤ {:.1}%", fmt_secs(*seconds), max_error_rate * 100.0)
+            }
         }
     }
 }

@@ -186,6 +186,7 @@ fn timed(step: &Step) -> Option<u64> {
         Step::Pause { seconds: Some(s) } | Step::AwaitSwitch { seconds: Some(s) } => Some(*s),
         Step::AbExperiment { seconds } => Some(*seconds),
         Step::RemoveOld { delay_secs } => Some(*delay_secs),
+        Step::Monitor { seconds, .. } => Some(*seconds),
         Step::Analysis { interval_secs, count, .. } => Some(interval_secs * *count as u64),
         _ => None,
     }
