@@ -6,6 +6,7 @@
 //! `PRAGMA user_version` and migrated forward on open.
 
 mod codec;
+mod emergencies;
 #[cfg(test)]
 mod fixtures;
 mod flags;
@@ -134,6 +135,50 @@ const MIGRATIONS: &[&str] = &[
         result     TEXT NOT NULL
     ) STRICT;
     CREATE INDEX experiments_flag ON experiments (flag, started_at);
+    "#,
+    // 3: emergency releases, their approvals, status changes and execution log.
+    r#"
+    CREATE TABLE emergencies (
+        id           TEXT PRIMARY KEY NOT NULL,
+        kind         TEXT NOT NULL,
+        severity     TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        ended_at     TEXT,
+        -- the emergency as JSON, without its approvers and log (kept in the tables below)
+        data         TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX emergencies_status ON emergencies (status);
+    CREATE INDEX emergencies_created ON emergencies (created_at);
+
+    CREATE TABLE emergency_approvals (
+        id           INTEGER PRIMARY KEY,
+        emergency_id TEXT NOT NULL REFERENCES emergencies (id) ON DELETE CASCADE,
+        "by"         TEXT NOT NULL,
+        at           TEXT NOT NULL,
+        UNIQUE (emergency_id, "by")
+    ) STRICT;
+
+    CREATE TABLE emergency_transitions (
+        id           INTEGER PRIMARY KEY,
+        emergency_id TEXT NOT NULL REFERENCES emergencies (id) ON DELETE CASCADE,
+        from_status  TEXT,
+        to_status    TEXT NOT NULL,
+        cause        TEXT NOT NULL,
+        at           TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX emergency_transitions_emergency ON emergency_transitions (emergency_id, id);
+
+    CREATE TABLE emergency_log (
+        id           INTEGER PRIMARY KEY,
+        emergency_id TEXT NOT NULL REFERENCES emergencies (id) ON DELETE CASCADE,
+        at           TEXT NOT NULL,
+        step         TEXT NOT NULL,
+        ok           INTEGER NOT NULL,
+        message      TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX emergency_log_emergency ON emergency_log (emergency_id, id);
     "#,
 ];
 
