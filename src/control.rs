@@ -28,6 +28,9 @@ pub struct Reply {
     pub exit_code: i32,
     pub message: String,
     pub release: Option<Release>,
+    /// The emergency an emergency command created or acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<Box<crate::model::Emergency>>,
 }
 
 /// Listen on the data dir's socket until the task is aborted. Called by the holder of the
@@ -53,15 +56,35 @@ async fn answer(stream: UnixStream, engine: &Engine) -> std::io::Result<()> {
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => match engine.execute(&req.actor, req.command).await {
-            Ok(o) => Reply { ok: true, exit_code: 0, message: o.message, release: o.release },
-            Err(e) => Reply { ok: false, exit_code: e.exit_code(), message: e.to_string(), release: None },
+        Ok(req) if req.command.is_emergency() => match engine.execute_emergency(&req.actor, req.command).await {
+            Ok(o) => Reply {
+                ok: true,
+                exit_code: 0,
+                message: o.message,
+                release: None,
+                emergency: Some(Box::new(o.emergency)),
+            },
+            Err(e) => refused(&e),
         },
-        Err(e) => Reply { ok: false, exit_code: 2, message: format!("not a shipdeck request: {e}"), release: None },
+        Ok(req) => match engine.execute(&req.actor, req.command).await {
+            Ok(o) => Reply { ok: true, exit_code: 0, message: o.message, release: o.release, emergency: None },
+            Err(e) => refused(&e),
+        },
+        Err(e) => Reply {
+            ok: false,
+            exit_code: 2,
+            message: format!("not a shipdeck request: {e}"),
+            release: None,
+            emergency: None,
+        },
     };
     let mut text = serde_json::to_string(&reply).unwrap_or_default();
     text.push('\n');
     write.write_all(text.as_bytes()).await
+}
+
+fn refused(e: &crate::engine::EngineError) -> Reply {
+    Reply { ok: false, exit_code: e.exit_code(), message: e.to_string(), release: None, emergency: None }
 }
 
 /// Send a command to the process holding `data_dir`; None when nobody answers there.

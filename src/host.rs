@@ -241,6 +241,12 @@ impl Host {
         }
         let store = Arc::new(Store::open(&paths::store_file(data_dir))?);
         let interrupted = store.mark_interrupted()?;
+        if !readonly {
+            // An emergency's execution does not survive its process: say so rather than resume it.
+            for e in store.fail_interrupted_emergencies()? {
+                tracing::warn!("emergency {} was interrupted while executing; marked failed", e.id);
+            }
+        }
         let restore = store.workloads()?;
         // Load starts once the pods serve: requests answered 503 while the cluster boots would
         // count against the versions in the first measurement windows.

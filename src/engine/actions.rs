@@ -38,6 +38,10 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::FlagRollout { key, app, env, stages, template } => {
             start_flag_rollout(engine, actor, key, &app, &env, stages, template)
         }
+        c @ (Command::CreateEmergency { .. } | Command::ApproveEmergency { .. } | Command::ExecuteEmergency { .. }) => {
+            let o = super::emergency::execute(inner, actor, c).await?;
+            Ok(Outcome { message: o.message, release: None, running: o.running })
+        }
         Command::FlagExperiment { key, app, env, control, treatment, duration_secs, hypothesis } => {
             let settings = lookup(inner, &env, &app)?;
             let store = inner.flags.get().ok_or_else(|| EngineError::Refused("no flag store is configured".into()))?;

@@ -4,6 +4,7 @@
 
 mod actions;
 mod analysis;
+pub mod emergency;
 mod experiment;
 pub mod flag_rollout;
 pub mod plan;
@@ -114,9 +115,33 @@ pub enum Command {
         duration_secs: u64,
         hypothesis: String,
     },
+    /// Open an emergency release with the plan of its severity (P0: approved at once).
+    CreateEmergency {
+        kind: crate::model::EmergencyType,
+        severity: crate::model::Severity,
+        description: String,
+        affected_services: Vec<String>,
+        fix_version: String,
+    },
+    /// One approval of an emergency; P1 and P2 need two, from people other than the requester.
+    ApproveEmergency {
+        id: String,
+    },
+    /// Build, test and deploy an approved emergency's fix; a task carries it out.
+    ExecuteEmergency {
+        id: String,
+    },
 }
 
 impl Command {
+    /// True for the emergency commands, which [`Engine::execute_emergency`] answers with the emergency.
+    pub fn is_emergency(&self) -> bool {
+        matches!(
+            self,
+            Command::CreateEmergency { .. } | Command::ApproveEmergency { .. } | Command::ExecuteEmergency { .. }
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Command::Deploy { .. } => "deploy",
@@ -133,6 +158,9 @@ impl Command {
             Command::FlagRollout { .. } => "flag progressive rollout",
             Command::EditFlag { .. } => "flag edit",
             Command::FlagExperiment { .. } => "flag experiment",
+            Command::CreateEmergency { .. } => "emergency create",
+            Command::ApproveEmergency { .. } => "emergency approve",
+            Command::ExecuteEmergency { .. } => "emergency execute",
         }
     }
 }
@@ -262,6 +290,8 @@ pub(crate) struct Inner {
     runs: Mutex<HashMap<Target, RunHandle>>,
     /// Old pods waiting for their scale-down delay; done at once on shutdown.
     cleanups: Mutex<Vec<(Target, String, tokio::task::JoinHandle<()>)>>,
+    /// Tasks executing emergencies; stopped on shutdown (the next start marks them failed).
+    emergencies: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Handle to the engine; cheap to clone.
@@ -292,6 +322,7 @@ impl Engine {
                 flag_metrics: std::sync::OnceLock::new(),
                 runs: Mutex::new(HashMap::new()),
                 cleanups: Mutex::new(Vec::new()),
+                emergencies: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -369,6 +400,26 @@ impl Engine {
         actions::execute(self, actor, command).await
     }
 
+    /// Carry out an emergency command on behalf of `actor`; the outcome carries the emergency.
+    pub async fn execute_emergency(
+        &self,
+        actor: &str,
+        command: Command,
+    ) -> Result<emergency::EmergencyOutcome, EngineError> {
+        if self.inner.readonly {
+            return Err(EngineError::BadInput(format!(
+                "read-only: `{}` changes the estate and --readonly refuses every change",
+                command.name()
+            )));
+        }
+        emergency::execute(&self.inner, actor, command).await
+    }
+
+    /// An emergency as stored now (bad input when no emergency has this id).
+    pub fn emergency(&self, id: &str) -> Result<crate::model::Emergency, EngineError> {
+        emergency::get(&self.inner, id)
+    }
+
     /// True while a task drives a release of this target.
     pub fn is_running(&self, target: &Target) -> bool {
         self.inner.lock_runs().get(target).is_some_and(|h| !h.task.is_finished())
@@ -377,6 +428,13 @@ impl Engine {
     /// Stop driving releases (they stay as stored: a later start shows them interrupted) and
     /// carry out pending scale-downs now, so no old pods outlive their release.
     pub async fn shutdown(&self) {
+        let tasks: Vec<_> = std::mem::take(&mut *self.inner.emergencies.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
         let runs: Vec<RunHandle> = self.inner.lock_runs().drain().map(|(_, h)| h).collect();
         for h in &runs {
             h.task.abort();
@@ -543,6 +601,13 @@ impl Inner {
         let mut c = self.cleanups.lock().unwrap_or_else(|e| e.into_inner());
         c.retain(|(_, _, h)| !h.is_finished());
         c.push((target, version, task));
+    }
+
+    /// Keep the task executing an emergency, so shutdown can stop it.
+    pub fn track_emergency(&self, task: tokio::task::JoinHandle<()>) {
+        let mut all = self.emergencies.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|t| !t.is_finished());
+        all.push(task);
     }
 
     /// Cancel a pending removal of `version` (it is needed again, e.g. after a retry).

@@ -176,6 +176,7 @@ use crate::cluster::{Routing, WorkloadSpec};
 use crate::store::Store;
 
 mod analysis;
+mod emergency;
 mod flag_rollout;
 
 #[tokio::test(start_paused = true)]
