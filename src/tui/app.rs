@@ -104,6 +104,8 @@ pub enum Tone {
 pub enum Effect {
     Execute(Command),
     Quit,
+    /// Close the hotfix wizard (after its confirmation); the event loop has nothing to do.
+    CloseWizard,
 }
 
 pub struct App {
@@ -127,6 +129,13 @@ pub struct App {
     pub live: Vec<LogLine>,
     /// The latest word of each flag's progressive rollout or experiment: (finished, ok, message).
     pub flag_progress: std::collections::BTreeMap<String, (bool, bool, String)>,
+    /// The hotfix wizard, while it is open in the Emergency pane.
+    pub wizard: Option<super::wizard::Wizard>,
+    /// The emergency under the cursor in the Emergency pane's list.
+    pub sel_emergency: usize,
+    /// Commands an engine event calls for (the wizard's execution once approved), for the
+    /// event loop to send.
+    pub pending: Vec<Effect>,
 }
 
 const LIVE_LIMIT: usize = 5_000;
@@ -150,6 +159,9 @@ impl App {
             keymap,
             live: Vec::new(),
             flag_progress: Default::default(),
+            wizard: None,
+            sel_emergency: 0,
+            pending: Vec::new(),
         };
         if readonly {
             app.message = Some(("read-only: every change is refused".into(), Tone::Info));
@@ -282,7 +294,12 @@ impl App {
                 ("flag", message.clone())
             }
             Event::Experiment { result } => ("flag", format!("experiment on {}: {}", result.flag, result.conclusion)),
-            Event::Emergency { emergency, message } => ("emergency", format!("{} {message}", emergency.id)),
+            Event::Emergency { emergency, message } => {
+                if let Some(command) = self.wizard.as_mut().and_then(|w| w.on_emergency(emergency)) {
+                    self.pending.push(Effect::Execute(command));
+                }
+                ("emergency", format!("{} {message}", emergency.id))
+            }
             Event::Finished { .. } => return,
         };
         self.live.push(LogLine { at: chrono::Utc::now(), kind: kind.into(), text });
@@ -295,7 +312,10 @@ impl App {
         match self.mode {
             Mode::Confirm(_) => Context::Dialog,
             Mode::Palette { .. } | Mode::Filter { .. } => Context::Input,
-            _ => self.pane.context(),
+            _ => match &self.wizard {
+                Some(w) if self.pane == Pane::Emergency => w.context(),
+                _ => self.pane.context(),
+            },
         }
     }
 
@@ -304,7 +324,7 @@ impl App {
             Mode::Confirm(c) => match self.keymap.action(Context::Dialog, &key) {
                 Some(Action::Select) => {
                     self.message = Some((format!("{}…", c.title), Tone::Info));
-                    return vec![c.effect];
+                    return self.confirmed(c.effect);
                 }
                 Some(Action::Back) => self.message = Some(("cancelled; nothing changed".into(), Tone::Info)),
                 _ => self.mode = Mode::Confirm(c),
@@ -328,6 +348,9 @@ impl App {
                 return self.on_palette_key(key, input, history_pos, candidates);
             }
             Mode::Normal => {
+                if self.pane == Pane::Emergency && self.wizard.is_some() {
+                    return self.on_wizard_key(key);
+                }
                 if let Some(action) = self.keymap.action(self.pane.context(), &key) {
                     return self.on_action(action);
                 }
@@ -433,10 +456,11 @@ impl App {
         }
     }
 
-    fn on_action(&mut self, action: Action) -> Vec<Effect> {
+    pub(super) fn on_action(&mut self, action: Action) -> Vec<Effect> {
         let rows = match self.pane {
             Pane::Environments => self.visible_apps().len(),
             Pane::Flags => self.visible_flags().len(),
+            Pane::Emergency => self.snapshot.emergencies.len(),
             _ => 0,
         };
         let selected = self.selected_target();
@@ -466,6 +490,7 @@ impl App {
             }
             Action::Left => self.sel_env = self.sel_env.saturating_sub(1),
             Action::Right => self.sel_env = (self.sel_env + 1).min(self.snapshot.envs.len().saturating_sub(1)),
+            Action::Select | Action::Approve if self.pane == Pane::Emergency => return self.emergency_action(action),
             Action::Select => {
                 if self.pane == Pane::Environments {
                     self.pane = Pane::Rollout;
@@ -487,6 +512,7 @@ impl App {
             | Action::FlagTarget
             | Action::FlagWeights
             | Action::FlagEval => return self.flag_action(action),
+            Action::NewEmergency | Action::Mark => return self.emergency_action(action),
             Action::Pause
             | Action::Resume
             | Action::ResumeFull
@@ -536,6 +562,7 @@ impl App {
         let cur = match self.pane {
             Pane::Environments => &mut self.sel_app,
             Pane::Flags => &mut self.sel_flag,
+            Pane::Emergency => &mut self.sel_emergency,
             Pane::Events => {
                 self.events_scroll = match action {
                     Action::Up => self.events_scroll + 1,

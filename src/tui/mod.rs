@@ -4,6 +4,7 @@
 //! (at most 60 a second).
 
 pub mod app;
+mod emergency_actions;
 pub mod fixture;
 mod flag_actions;
 pub mod palette;
@@ -11,9 +12,12 @@ pub mod panes;
 pub mod snapshot;
 pub mod svg;
 pub mod view;
+pub mod wizard;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wizard_tests;
 
 use std::time::Duration;
 
@@ -89,6 +93,16 @@ pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: O
     };
     load(engine, &app, &snap_tx);
     loading = true;
+    // Commands go to the engine in their own task; the answer comes back as a result.
+    let send = |effect: Effect| {
+        if let Effect::Execute(command) = effect {
+            let (engine, tx, actor) = (engine.clone(), result_tx.clone(), opts.actor.clone());
+            tokio::spawn(async move {
+                let r = engine.execute(&actor, command).await.map(|o| o.message).map_err(|e| e.to_string());
+                let _ = tx.send(r);
+            });
+        }
+    };
 
     loop {
         if dirty && last_draw.elapsed() >= FRAME {
@@ -102,16 +116,10 @@ pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: O
             maybe = input.next() => match maybe {
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
                     for effect in app.on_key(key) {
-                        match effect {
-                            Effect::Quit => return Ok(()),
-                            Effect::Execute(command) => {
-                                let (engine, tx, actor) = (engine.clone(), result_tx.clone(), opts.actor.clone());
-                                tokio::spawn(async move {
-                                    let r = engine.execute(&actor, command).await.map(|o| o.message).map_err(|e| e.to_string());
-                                    let _ = tx.send(r);
-                                });
-                            }
+                        if effect == Effect::Quit {
+                            return Ok(());
                         }
+                        send(effect);
                     }
                     dirty = true;
                     if (app.selected_target(), app.selected_flag()) != before {
@@ -125,7 +133,10 @@ pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: O
             },
             ev = events.recv() => {
                 match ev {
-                    Ok(ev) => app.record(&ev),
+                    Ok(ev) => {
+                        app.record(&ev);
+                        app.take_pending().into_iter().for_each(&send);
+                    }
                     Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return Ok(()),
                 }

@@ -248,7 +248,7 @@ pub fn complete(line: &str, snap: &Snapshot) -> Vec<String> {
     pool.into_iter().filter(|c| c.starts_with(partial) && c != partial).collect()
 }
 
-fn versions(snap: &Snapshot, app: &str) -> Vec<String> {
+pub(super) fn versions(snap: &Snapshot, app: &str) -> Vec<String> {
     snap.workloads
         .iter()
         .find(|(t, _)| t.app == app)

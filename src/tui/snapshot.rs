@@ -73,6 +73,10 @@ pub struct Snapshot {
     pub flag_set: Option<crate::flags::FlagSet>,
     /// What the Flags pane shows of the selected flag beyond its definition.
     pub flag_detail: FlagDetail,
+    /// The newest emergencies, newest first.
+    pub emergencies: Vec<crate::model::Emergency>,
+    /// The estate's plan for each severity.
+    pub emergency_plans: Vec<(crate::model::Severity, crate::model::EmergencyPlan)>,
     /// Audit log and engine events, oldest first.
     pub log: Vec<LogLine>,
     pub now: DateTime<Utc>,
@@ -85,6 +89,7 @@ impl Snapshot {
             envs: estate.env_names().into_iter().map(String::from).collect(),
             promotes_to: estate.environments.iter().map(|e| (e.name.clone(), e.promotes_to.clone())).collect(),
             apps: estate.apps.clone(),
+            emergency_plans: crate::model::Severity::ALL.into_iter().map(|s| (s, estate.emergency_plan(s))).collect(),
             ..Snapshot::default()
         }
     }
@@ -143,6 +148,7 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         flags: flag_set.as_ref().map(|s| s.views()).unwrap_or_default(),
         flag_set,
         flag_detail,
+        emergencies: store.emergencies(None, Some(10)).unwrap_or_default(),
         flag_served,
         log,
         now: Utc::now(),

@@ -196,6 +196,8 @@ fn short(a: Action) -> &'static str {
         FlagTarget => "target",
         FlagWeights => "weights",
         FlagEval => "eval",
+        NewEmergency => "new hotfix",
+        Mark => "mark",
         other => other.describe(),
     }
 }

@@ -48,12 +48,14 @@ pub enum Action {
     FlagTarget,
     FlagWeights,
     FlagEval,
+    NewEmergency,
+    Mark,
     Refresh,
 }
 
 /// Every action with its file name and default description, in declaration order (a test keeps
 /// it so, because [`Action::info`] indexes it by discriminant).
-pub(super) const ACTIONS: [(Action, &str, &str); 41] = [
+pub(super) const ACTIONS: [(Action, &str, &str); 43] = [
     (Action::Quit, "quit", "Quit"),
     (Action::Help, "help", "Show the keys that work here"),
     (Action::Palette, "palette", "Open the command palette"),
@@ -94,6 +96,8 @@ pub(super) const ACTIONS: [(Action, &str, &str); 41] = [
     (Action::FlagTarget, "flag_target", "Add a targeting rule to the flag"),
     (Action::FlagWeights, "flag_weights", "Split users over the flag's variants by weight"),
     (Action::FlagEval, "flag_eval", "Evaluate the flag for a context"),
+    (Action::NewEmergency, "new_emergency", "Start the emergency hotfix wizard"),
+    (Action::Mark, "mark", "Mark or unmark the item under the cursor"),
     (Action::Refresh, "refresh", "Refresh now"),
 ];
 

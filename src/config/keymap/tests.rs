@@ -91,6 +91,7 @@ fn required() -> Vec<(Context, Action)> {
             Promote | Approve | Deploy => out.push((Context::Environments, action)),
             ToggleFlag | FlagPercentUp | FlagPercentDown | FlagRollout | FlagExperiment | FlagTarget | FlagWeights
             | FlagEval => out.push((Context::Flags, action)),
+            NewEmergency | Mark => out.push((Context::Emergency, action)),
             _ => out.extend(panes.iter().map(|p| (*p, action))),
         }
     }
@@ -377,7 +378,7 @@ fn ctrl_d_never_runs_something_destructive() {
 fn an_unknown_action_lists_the_known_ones() {
     let e = fixture_err("keymap_unknown_action.toml");
     assert_mentions(&e, &["keymap_unknown_action.toml", "[[rollout]] #1", "unknown action `abortt`", "quit, help"]);
-    assert_mentions(&e, &["flag_eval, refresh"]);
+    assert_mentions(&e, &["flag_eval, new_emergency, mark, refresh"]);
 }
 
 #[test]

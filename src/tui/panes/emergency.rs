@@ -1,28 +1,84 @@
-//! The emergency procedure, as the standard gives it: the rollout plan per severity. The
-//! guided hotfix wizard that runs it is not part of this version; this pane says so plainly.
+//! The emergency procedure: the plan per severity (as the estate sets it), the latest
+//! emergencies with their status and approvals, and the hotfix wizard when it is open.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 
-use super::block;
-use crate::config::theme::Role;
+use super::{block, scroll_offset};
+use crate::config::theme::{Role, Theme};
+use crate::model::{EmergencyPlan, EmergencyStatus};
 use crate::tui::app::App;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    if let Some(w) = &app.wizard {
+        super::wizard::draw(frame, app, w, area);
+        return;
+    }
     let t = &app.theme;
-    let [plans, note] = Layout::vertical([Constraint::Length(7), Constraint::Min(3)]).areas(area);
-    let rows = vec![
-        Row::new(vec!["P0", "immediate", "prod → staging → dev", "none", "no", "5 min", "5%"]),
-        Row::new(vec!["P1", "rapid", "prod → staging", "10% for 10 min", "yes (2)", "30 min", "2%"]),
-        Row::new(vec!["P2", "controlled", "staging → prod", "25% for 30 min", "yes (2)", "1 h", "1%"]),
+    let [plans, list] = Layout::vertical([Constraint::Length(6), Constraint::Min(3)]).areas(area);
+    draw_plans(frame, app, plans);
+    let emergencies = &app.snapshot.emergencies;
+    let visible = list.height.saturating_sub(3) as usize;
+    let offset = scroll_offset(app.sel_emergency, emergencies.len(), visible);
+    let rows: Vec<Row> = emergencies
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(visible)
+        .map(|(i, e)| {
+            let needed = e.plan.approvals_needed as usize;
+            let approvals = if needed == 0 {
+                "not needed".to_string()
+            } else {
+                format!("{}/{needed}", e.approvers.len().min(needed))
+            };
+            let row = Row::new(vec![
+                Span::raw(e.id.clone()),
+                Span::raw(e.severity.name()),
+                Span::raw(e.kind.name().replace('_', " ")),
+                Span::styled(status_name(e.status), t.style(status_role(e.status))),
+                Span::raw(approvals),
+                Span::raw(e.fix_version.clone()),
+                Span::raw(e.affected_services.join(", ")),
+                Span::styled(e.description.clone(), t.style(Role::Muted)),
+            ]);
+            if i == app.sel_emergency { row.style(t.style(Role::Selection)) } else { row }
+        })
+        .collect();
+    let widths = [
+        Constraint::Min(18),
+        Constraint::Length(3),
+        Constraint::Length(16),
+        Constraint::Min(16),
+        Constraint::Length(10),
+        Constraint::Length(9),
+        Constraint::Length(18),
+        Constraint::Fill(1),
     ];
+    let title = if emergencies.is_empty() {
+        " Emergencies — none yet; n starts the hotfix wizard ".to_string()
+    } else {
+        format!(" Emergencies — latest {}; n new · enter follow · A approve ", emergencies.len())
+    };
+    let table = Table::new(rows, widths)
+        .header(
+            Row::new(["ID", "SEV", "TYPE", "STATUS", "APPROVALS", "FIX", "SERVICES", "DESCRIPTION"])
+                .style(t.style(Role::Header)),
+        )
+        .block(block(t, title));
+    frame.render_widget(table, list);
+}
+
+fn draw_plans(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let rows: Vec<Row> = app.snapshot.emergency_plans.iter().map(|(sev, p)| plan_row(sev.name(), p)).collect();
     let widths = [
         Constraint::Length(4),
         Constraint::Length(11),
         Constraint::Length(22),
-        Constraint::Length(15),
+        Constraint::Length(16),
         Constraint::Length(9),
         Constraint::Length(10),
         Constraint::Fill(1),
@@ -32,13 +88,78 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             Row::new(vec!["SEV", "PACE", "ORDER", "CANARY", "APPROVAL", "MONITOR", "ROLLBACK AT"])
                 .style(t.style(Role::Header)),
         )
-        .block(block(t, " Emergency release plans (the standard's procedure) ".into()));
-    frame.render_widget(table, plans);
-    let text = vec![
-        Line::styled("The guided hotfix wizard is not in this version of shipdeck.", t.style(Role::Warn)),
-        Line::raw(
-            "Until it is, ship a fix with the palette (:deploy APP VERSION ENV canary) and watch it in the Rollout pane; abort (a) or roll back (b) from the keyboard.",
+        .block(block(t, " Emergency release plans (the standard's procedure, as the estate sets it) ".into()));
+    frame.render_widget(table, area);
+}
+
+fn plan_row(sev: &str, p: &EmergencyPlan) -> Row<'static> {
+    let canary = if p.canary_percent == 0 {
+        "none".to_string()
+    } else {
+        format!("{}% for {}", p.canary_percent, p.canary_duration)
+    };
+    let approval = if p.approval_required { format!("yes ({})", p.approvals_needed) } else { "no".into() };
+    Row::new(vec![
+        sev.to_string(),
+        p.strategy.clone(),
+        p.environments.join(" → "),
+        canary,
+        approval,
+        p.monitoring_duration.to_string(),
+        format!("{}% errors", p.rollback_threshold * 100.0),
+    ])
+}
+
+/// The plan as lines, for the wizard's preview.
+pub fn plan_lines(t: &Theme, p: &EmergencyPlan) -> Vec<Line<'static>> {
+    let item =
+        |k: &str, v: String| Line::from(vec![Span::styled(format!("{k:<22}"), t.style(Role::Muted)), Span::raw(v)]);
+    vec![
+        item("pace", p.strategy.clone()),
+        item("environments, in order", p.environments.join(" → ")),
+        item(
+            "canary",
+            if p.canary_percent == 0 {
+                "none: the fix takes all traffic at once".into()
+            } else {
+                format!("{}% of traffic for {}", p.canary_percent, p.canary_duration)
+            },
         ),
-    ];
-    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }).block(block(t, " Hotfix ".into())), note);
+        item(
+            "approvals",
+            if p.approval_required {
+                format!("{} people other than the requester", p.approvals_needed)
+            } else {
+                "none: runs at once and notifies".into()
+            },
+        ),
+        item("monitoring", format!("{} per environment", p.monitoring_duration)),
+        item("rolls back above", format!("{}% errors", p.rollback_threshold * 100.0)),
+    ]
+}
+
+pub fn status_name(s: EmergencyStatus) -> &'static str {
+    match s {
+        EmergencyStatus::PendingApproval => "pending approval",
+        EmergencyStatus::Approved => "approved",
+        EmergencyStatus::Executing => "executing",
+        EmergencyStatus::Completed => "completed",
+        EmergencyStatus::Failed => "failed",
+        EmergencyStatus::RolledBack => "rolled back",
+        EmergencyStatus::Abandoned => "abandoned",
+    }
+}
+
+pub fn status_role(s: EmergencyStatus) -> Role {
+    match s {
+        EmergencyStatus::PendingApproval => Role::Warn,
+        EmergencyStatus::Approved | EmergencyStatus::Executing => Role::Info,
+        EmergencyStatus::Completed => Role::Ok,
+        _ => Role::Error,
+    }
+}
+
+/// A paragraph in a titled block, wrapped.
+pub fn boxed<'a>(t: &Theme, title: String, lines: Vec<Line<'a>>) -> Paragraph<'a> {
+    Paragraph::new(lines).wrap(Wrap { trim: false }).block(block(t, title))
 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod flag_detail;
 pub mod flags;
 pub mod rollout;
+pub mod wizard;
 
 use ratatui::style::Style;
 
