@@ -4,10 +4,12 @@ pub mod analysis;
 pub mod duration;
 pub mod emergency;
 pub mod estate;
+pub mod notify;
 pub mod release;
 
 pub use analysis::*;
 pub use duration::HumanDuration;
 pub use emergency::*;
 pub use estate::*;
+pub use notify::*;
 pub use release::*;

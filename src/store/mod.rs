@@ -1,5 +1,6 @@
 //! Durable history in SQLite: releases and their transitions, steps, measurements,
-//! approvals, the audit log and the desired state of each workload.
+//! approvals, the audit log, the desired state of each workload, release notes and webhook
+//! deliveries.
 //!
 //! Every write is one transaction, committed before the function returns, so killing the
 //! process right after a call loses nothing. The schema is versioned with
@@ -11,6 +12,7 @@ mod emergencies;
 mod fixtures;
 mod flags;
 mod history;
+mod notify;
 mod records;
 mod releases;
 mod steps;
@@ -179,6 +181,26 @@ const MIGRATIONS: &[&str] = &[
         message      TEXT NOT NULL
     ) STRICT;
     CREATE INDEX emergency_log_emergency ON emergency_log (emergency_id, id);
+    "#,
+    // 4: release notes per release, and every webhook delivery.
+    r#"
+    CREATE TABLE release_notes (
+        release_id TEXT PRIMARY KEY NOT NULL,
+        notes      TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    ) STRICT;
+
+    CREATE TABLE deliveries (
+        id         INTEGER PRIMARY KEY,
+        at         TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        event      TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        attempts   INTEGER NOT NULL,
+        ok         INTEGER NOT NULL,
+        last_error TEXT
+    ) STRICT;
+    CREATE INDEX deliveries_at ON deliveries (at);
     "#,
 ];
 
