@@ -9,7 +9,8 @@ use serde::Deserialize;
 use super::merge::deep_merge;
 use crate::cluster::Target;
 use crate::model::{
-    AnalysisTemplate, AppSettings, CanaryStep, EmergencyOverrides, Environment, MetricsSource, PrometheusSettings,
+    AnalysisTemplate, AppSettings, CanaryStep, Channel, EmergencyOverrides, Environment, MetricsSource,
+    PrometheusSettings,
 };
 
 /// The embedded demo estate: three apps × dev/staging/prod with good and bad versions.
@@ -34,6 +35,8 @@ struct EstateFile {
     /// Per-severity changes to the standard's emergency plans.
     #[serde(default)]
     emergency: EmergencyOverrides,
+    #[serde(default)]
+    notifications: Vec<Channel>,
     apps: Vec<AppSettings>,
 }
 
@@ -49,6 +52,8 @@ pub struct Estate {
     pub apps: Vec<String>,
     /// The `[emergency]` table: per-severity changes to the standard's plans.
     pub emergency: EmergencyOverrides,
+    /// Webhook channels (`[[notifications]]`).
+    pub notifications: Vec<Channel>,
     settings: BTreeMap<Target, AppSettings>,
 }
 
@@ -60,10 +65,16 @@ impl Estate {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse_at(&text, &path.display().to_string(), path.parent())
     }
 
+    /// Parse an estate; relative `repo` paths are taken from the working directory.
     pub fn parse(text: &str, source_name: &str) -> Result<Self, ConfigError> {
+        Self::parse_at(text, source_name, None)
+    }
+
+    /// Parse an estate whose relative `repo` paths are relative to `base` (the estate file's directory).
+    pub fn parse_at(text: &str, source_name: &str, base_dir: Option<&Path>) -> Result<Self, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { source_name: source_name.to_string(), message };
         let file: EstateFile = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
         check_environments(&file.environments).map_err(invalid)?;
@@ -77,6 +88,7 @@ impl Estate {
         }
         let has_prometheus = file.prometheus.is_some();
         super::emergency::check_overrides(&file.emergency, &env_names).map_err(invalid)?;
+        check_channels(&file.notifications, &env_names).map_err(invalid)?;
 
         let mut apps = Vec::new();
         let mut settings = BTreeMap::new();
@@ -114,9 +126,14 @@ impl Estate {
                     }
                     deep_merge(&mut merged, over);
                 }
-                let effective: AppSettings = merged.try_into().map_err(|e: toml::de::Error| {
+                let mut effective: AppSettings = merged.try_into().map_err(|e: toml::de::Error| {
                     invalid(format!("apps `{}`: overrides.{}: {}", app.name, env.name, e.to_string().trim_end()))
                 })?;
+                if let (Some(repo), Some(dir)) = (&effective.repo, base_dir)
+                    && repo.is_relative()
+                {
+                    effective.repo = Some(dir.join(repo));
+                }
                 check_app(&effective, &format!(" in {}", env.name), has_prometheus).map_err(invalid)?;
                 settings.insert(Target::new(&env.name, &app.name), effective);
             }
@@ -130,6 +147,7 @@ impl Estate {
             prometheus: file.prometheus,
             apps,
             emergency: file.emergency,
+            notifications: file.notifications,
             settings,
         })
     }
@@ -210,6 +228,60 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// Webhook channels: unique names, a plain-http URL, something to be told, sane retries.
+fn check_channels(channels: &[Channel], env_names: &BTreeSet<&str>) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    for c in channels {
+        check_name("notification channel", &c.name)?;
+        if !seen.insert(c.name.as_str()) {
+            return Err(format!("notifications `{}` is declared twice; channel names must be unique", c.name));
+        }
+        let at = |key: &str| format!("notifications `{}`: {key}", c.name);
+        let example = "write e.g. `http://127.0.0.1:8080/hooks/releases`";
+        match reqwest::Url::parse(&c.url) {
+            Ok(u) if u.scheme() == "http" && u.host().is_some() => {}
+            Ok(u) if u.scheme() == "https" => {
+                return Err(format!(
+                    "{} `{}`: https is not supported by this build (plain http only); \
+                     point it at an http relay, {example}",
+                    at("url"),
+                    c.url
+                ));
+            }
+            Ok(u) => {
+                return Err(format!("{} `{}`: scheme `{}` is not http; {example}", at("url"), c.url, u.scheme()));
+            }
+            Err(e) => return Err(format!("{} `{}` is not a URL ({e}); {example}", at("url"), c.url)),
+        }
+        if c.events.is_empty() {
+            let all: Vec<&str> = crate::model::NotifyEvent::ALL.iter().map(|e| e.name()).collect();
+            return Err(format!("{} is empty; list at least one of {}", at("events"), all.join(", ")));
+        }
+        if c.audience.is_empty() {
+            return Err(format!(
+                "{} is empty; list at least one of oncall, executives, tech_leads, standard",
+                at("audience")
+            ));
+        }
+        for env in &c.environments {
+            if !env_names.contains(env.as_str()) {
+                return Err(format!(
+                    "{}: no environment is named `{env}` (environments: {})",
+                    at("environments"),
+                    join(env_names.iter())
+                ));
+            }
+        }
+        if !(1..=10).contains(&c.attempts) {
+            return Err(format!("{} = {} must be between 1 and 10", at("attempts"), c.attempts));
+        }
+        if c.timeout.0.is_zero() {
+            return Err(format!("{} must be more than 0s", at("timeout")));
+        }
+    }
+    Ok(())
+}
+
 fn check_prometheus(p: &PrometheusSettings) -> Result<(), String> {
     match reqwest::Url::parse(&p.url) {
         Ok(u) if u.scheme() == "http" => {}
@@ -261,6 +333,11 @@ fn check_app(app: &AppSettings, in_env: &str, has_prometheus: bool) -> Result<()
     }
     if app.versions.is_empty() {
         return Err(format!("{}: declare at least one [[apps.versions]]", at("versions")));
+    }
+    if let Some(tag) = &app.tag
+        && !tag.contains("{version}")
+    {
+        return Err(format!("{} = {tag:?} must contain `{{version}}`, e.g. \"v{{version}}\"", at("tag")));
     }
     let mut seen = BTreeSet::new();
     for v in &app.versions {
@@ -513,6 +590,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("30s"), "{err}");
+    }
+
+    fn with_channel(channel: &str) -> Result<Estate, String> {
+        let text = format!("[[notifications]]\nname = \"page\"\n{channel}\n{}", minimal("", ""));
+        Estate::parse(&text, "x.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn notification_channels_parse_with_defaults_and_bad_ones_name_the_field() {
+        let e = with_channel(
+            "url = \"http://127.0.0.1:9/hook\"\nformat = \"slack\"\naudience = [\"oncall\", \"executives\"]",
+        )
+        .unwrap();
+        let c = &e.notifications[0];
+        assert_eq!((c.format, c.attempts, c.events.len()), (crate::model::ChannelFormat::Slack, 4, 8));
+        assert_eq!(c.audience, [crate::model::Audience::Oncall, crate::model::Audience::Executives]);
+        for (channel, want) in [
+            ("url = \"127.0.0.1:9/hook\"", "notifications `page`: url `127.0.0.1:9/hook` is not a URL"),
+            ("url = \"ftp://127.0.0.1/h\"", "notifications `page`: url `ftp://127.0.0.1/h`: scheme `ftp` is not http"),
+            ("url = \"https://127.0.0.1/h\"", "https is not supported"),
+            ("url = \"http://127.0.0.1/h\"\nevents = []", "notifications `page`: events is empty"),
+            ("url = \"http://127.0.0.1/h\"\nevents = [\"rolledback\"]", "unknown variant `rolledback`"),
+            ("url = \"http://127.0.0.1/h\"\naudience = [\"ceo\"]", "unknown variant `ceo`"),
+            ("url = \"http://127.0.0.1/h\"\nenvironments = [\"prd\"]", "no environment is named `prd`"),
+            ("url = \"http://127.0.0.1/h\"\nattempts = 0", "attempts = 0 must be between 1 and 10"),
+            ("url = \"http://127.0.0.1/h\"\ntimeout = \"0s\"", "timeout must be more than 0s"),
+            ("url = \"http://127.0.0.1/h\"\nformat = \"teams\"", "unknown variant `teams`"),
+        ] {
+            let err = with_channel(channel).unwrap_err();
+            assert!(err.contains("x.toml") && err.contains(want), "{channel}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_repo_is_relative_to_the_estate_file_and_a_tag_needs_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("estate.toml");
+        std::fs::write(&path, minimal("", "repo = \"../code/web\"\ntag = \"web-v{version}\"")).unwrap();
+        let e = Estate::load(&path).unwrap();
+        let s = e.settings("dev", "a").unwrap();
+        assert_eq!(s.repo.as_deref(), Some(dir.path().join("../code/web").as_path()));
+        assert_eq!(s.tag.as_deref(), Some("web-v{version}"));
+        let err = Estate::parse(&minimal("", "tag = \"release\""), "x.toml").unwrap_err().to_string();
+        assert!(err.contains("tag = \"release\" must contain `{version}`"), "{err}");
     }
 
     fn with_effect(effect: &str) -> Result<Estate, String> {

@@ -420,6 +420,12 @@ pub struct AppSettings {
     /// Per-environment overrides, already applied; kept so the report can show them.
     #[serde(default)]
     pub overrides: BTreeMap<String, toml::Table>,
+    /// The app's git repository, for release notes (relative paths are from the estate file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<std::path::PathBuf>,
+    /// How a version maps to a git ref, e.g. `v{version}`; default: `v{version}`, then `{version}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 fn default_replicas() -> u32 {

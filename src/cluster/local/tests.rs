@@ -48,6 +48,8 @@ fn app(name: &str, versions: Vec<VersionProfile>, replicas: u32, rps: f64) -> Ap
         initial_version: None,
         emergency: Default::default(),
         overrides: BTreeMap::new(),
+        repo: None,
+        tag: None,
     }
 }
 
