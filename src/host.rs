@@ -31,12 +31,15 @@ pub enum HostError {
     /// The flag file named with --flags cannot be used.
     #[error("{0}")]
     Flags(String),
+    /// The metrics address cannot be listened on.
+    #[error("{0}")]
+    Metrics(String),
 }
 
 impl HostError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            HostError::Flags(_) => 2,
+            HostError::Flags(_) | HostError::Metrics(_) => 2,
             _ => 3,
         }
     }
@@ -97,6 +100,9 @@ impl DataDirLock {
     }
 }
 
+/// How long a stopping host waits for webhooks still being delivered.
+const NOTIFY_GRACE: Duration = Duration::from_secs(5);
+
 pub struct Host {
     pub engine: Engine,
     pub cluster: Arc<LocalCluster>,
@@ -109,6 +115,10 @@ pub struct Host {
     scrape: tokio::task::JoinHandle<()>,
     /// Keeps the pods' flags on the flag store's.
     flag_sync: Option<tokio::task::JoinHandle<()>>,
+    /// Makes release notes and sends webhooks.
+    pub notifier: crate::notify::Notifier,
+    /// Serves `/metrics`, once [`Host::serve_metrics`] is called.
+    metrics: Option<crate::notify::metrics::MetricsServer>,
     _lock: DataDirLock,
 }
 
@@ -281,6 +291,13 @@ impl Host {
                 None
             }
         };
+        let report_to = engine.clone();
+        let notifier = crate::notify::Notifier::spawn(
+            estate.clone(),
+            store.clone(),
+            engine.subscribe(),
+            Arc::new(move |e| report_to.publish(e)),
+        );
         let scrape =
             spawn_scrape_targets(cluster.clone(), estate.targets().into_iter().map(|(t, _)| t).collect(), data_dir);
         let host = Host {
@@ -292,6 +309,8 @@ impl Host {
             control,
             scrape,
             flag_sync,
+            notifier,
+            metrics: None,
             _lock: lock,
         };
         host.wait_until_serving(Duration::from_secs(10)).await;
@@ -305,6 +324,26 @@ impl Host {
             let _ = host.store.save_workload(&t, &spec);
         }
         Ok(host)
+    }
+
+    /// Serve shipdeck's operational metrics on `GET http://ADDR/metrics` (port 0 picks a free
+    /// one); returns the address it listens on.
+    pub async fn serve_metrics(&mut self, addr: std::net::SocketAddr) -> Result<std::net::SocketAddr, HostError> {
+        let server = crate::notify::metrics::MetricsServer::start(&self.engine, addr).await.map_err(|e| {
+            HostError::Metrics(format!(
+                "--metrics-addr {addr}: cannot listen there ({e}); pick another address or port"
+            ))
+        })?;
+        let bound = server.addr;
+        if let Some(old) = self.metrics.replace(server) {
+            old.stop();
+        }
+        Ok(bound)
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// Wait (up to `limit`) until every version that takes traffic has a ready pod, so
@@ -351,6 +390,14 @@ impl Host {
             let _ = std::fs::remove_file(crate::control::socket_path(&self.data_dir));
         }
         self.engine.shutdown().await;
+        // The last news (a rollback, say) gets a few seconds to reach its channels.
+        if !self.notifier.flush(NOTIFY_GRACE).await {
+            tracing::warn!("stopping with {} webhook deliveries unfinished", self.notifier.pending());
+        }
+        self.notifier.stop();
+        if let Some(m) = &self.metrics {
+            m.stop();
+        }
         for (t, spec) in self.cluster.specs() {
             if let Err(e) = self.store.save_workload(&t, &spec) {
                 tracing::error!("saving workload {t}: {e}");

@@ -9,5 +9,6 @@ pub mod engine;
 pub mod flags;
 pub mod host;
 pub mod model;
+pub mod notify;
 pub mod store;
 pub mod tui;

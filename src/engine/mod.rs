@@ -13,7 +13,7 @@ mod steps;
 pub mod verify;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 
@@ -371,6 +371,12 @@ impl Engine {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// Publish an event on the engine's stream, for a task beside the engine that has news
+    /// (a webhook delivery that was given up).
+    pub fn publish(&self, event: Event) {
+        self.inner.emit(event);
     }
 
     pub fn estate(&self) -> &Estate {
