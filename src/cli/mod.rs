@@ -3,6 +3,7 @@
 mod console;
 pub mod flags;
 mod follow;
+mod notes;
 mod report;
 mod screenshots;
 
@@ -56,6 +57,10 @@ pub struct Cli {
     /// Console keymap: default or emacs, before the user's keymap.toml (default: config, else default).
     #[arg(long, global = true, value_name = "NAME")]
     pub keymap: Option<String>,
+    /// Serve shipdeck's own metrics (Prometheus/OpenMetrics text) on http://ADDR/metrics while
+    /// the console or a release command runs, e.g. 127.0.0.1:9184 (port 0 picks a free one).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     pub command: Option<Cmd>,
 }
@@ -161,6 +166,22 @@ pub enum Cmd {
         #[command(subcommand)]
         what: flags::FlagsCmd,
     },
+    /// Release notes of VERSION of APP: the commits since the previous version in the app's git
+    /// repository (`repo` in the estate), grouped as breaking changes, features, fixes and other.
+    Notes {
+        /// App name, as in the estate.
+        app: String,
+        /// The version the notes are for (its tag, as the app's `tag` maps it).
+        version: String,
+        /// Start after this version (default: with --env, the version that ran before it
+        /// there; else the version before it in the estate).
+        #[arg(long, value_name = "VERSION")]
+        from: Option<String>,
+        /// Start from what ran in this environment before the version's release (or runs now);
+        /// notes stored with that release are shown as stored.
+        #[arg(long)]
+        env: Option<String>,
+    },
     /// Environment reports.
     Env {
         #[command(subcommand)]
@@ -206,6 +227,9 @@ pub async fn run(cli: Cli) -> i32 {
         Some(Cmd::Status { env, app }) => report::status(&ctx, env.as_deref(), app.as_deref()),
         Some(Cmd::History { env, app, limit }) => report::history(&ctx, env.as_deref(), app.as_deref(), *limit),
         Some(Cmd::Env { what: EnvCmd::Report }) => report::env_report(&ctx),
+        Some(Cmd::Notes { app, version, from, env }) => {
+            notes::run(&ctx, app, version, from.as_deref(), env.as_deref()).await
+        }
         Some(Cmd::Flags { what }) => flags::run(&ctx, what).await,
         Some(Cmd::Screenshots { out }) => screenshots::write_all(&cli, out),
         Some(other) => match to_engine_command(other) {
@@ -224,8 +248,26 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// The process that holds the data dir, with the flags `--flags` names if any.
+    /// With `--metrics-addr`, the host serves `/metrics` too.
     pub async fn start_host(&self, readonly: bool, what: &str) -> Result<Host, crate::host::HostError> {
-        Host::start_with(self.estate.clone(), &self.data_dir, self.cli.flags_file.as_deref(), readonly, what).await
+        let mut host =
+            Host::start_with(self.estate.clone(), &self.data_dir, self.cli.flags_file.as_deref(), readonly, what)
+                .await?;
+        if let Some(addr) = self.cli.metrics_addr {
+            match host.serve_metrics(addr).await {
+                Ok(bound) => {
+                    tracing::info!("serving metrics on http://{bound}/metrics");
+                    if what != "console" && !self.cli.json {
+                        eprintln!("metrics: http://{bound}/metrics");
+                    }
+                }
+                Err(e) => {
+                    host.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(host)
     }
 
     /// The flag file this command reads and writes.
@@ -283,7 +325,12 @@ fn to_engine_command(cmd: &Cmd) -> Option<(EngineCommand, Option<String>)> {
             (EngineCommand::Promote { app: app.clone(), from: from.clone(), to: to.clone() }, None)
         }
         Cmd::Approve { release_id } => (EngineCommand::Approve { release_id: release_id.clone() }, None),
-        Cmd::Status { .. } | Cmd::History { .. } | Cmd::Env { .. } | Cmd::Flags { .. } | Cmd::Screenshots { .. } => {
+        Cmd::Status { .. }
+        | Cmd::History { .. }
+        | Cmd::Env { .. }
+        | Cmd::Flags { .. }
+        | Cmd::Notes { .. }
+        | Cmd::Screenshots { .. } => {
             return None;
         }
     })

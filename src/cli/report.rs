@@ -35,7 +35,7 @@ fn cluster_line(ctx: &Ctx<'_>) -> (String, bool) {
 }
 
 /// What runs in a workload as recorded: the spec, or the estate's initial version.
-fn recorded(ctx: &Ctx<'_>, store: &Store, t: &Target) -> (WorkloadSpec, bool) {
+pub(super) fn recorded(ctx: &Ctx<'_>, store: &Store, t: &Target) -> (WorkloadSpec, bool) {
     if let Ok(all) = store.workloads()
         && let Some(spec) = all.get(t)
     {
