@@ -101,6 +101,7 @@ pub fn fixture() -> Snapshot {
         detail: detail.into(),
     };
     let detail = ReleaseDetail {
+        notes: None,
         steps: vec![
             StepRecord {
                 release_id: release.id.clone(),

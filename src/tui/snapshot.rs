@@ -38,6 +38,8 @@ impl WorkloadView {
 pub struct ReleaseDetail {
     pub steps: Vec<StepRecord>,
     pub measurements: Vec<Measurement>,
+    /// The release notes stored with the release, once they are made.
+    pub notes: Option<crate::model::ReleaseNotes>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +119,7 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         Some(r) => ReleaseDetail {
             steps: store.steps(&r.id).unwrap_or_default(),
             measurements: store.measurements(&r.id).unwrap_or_default(),
+            notes: store.release_notes(&r.id).ok().flatten(),
         },
         None => ReleaseDetail::default(),
     };

@@ -430,4 +430,25 @@ fn the_flag_detail_shows_rules_traffic_and_changes() {
     for needle in ["dark-mode — definition", "variants", "who gets it", "last minute", "rolled out to 50%", "dana"] {
         assert!(screen.contains(needle), "`{needle}` not on screen:\n{screen}");
     }
+#[test]
+fn the_rollout_pane_shows_the_release_notes_of_the_selected_release() {
+    let mut a = app();
+    a.pane = Pane::Rollout;
+    let mut notes = crate::model::ReleaseNotes::unavailable("checkout", "1.5.0", Some("1.4.0"), "");
+    notes.problem = None;
+    notes.range = Some("v1.4.0..v1.5.0".into());
+    let parse = crate::notify::notes::parse_commit;
+    notes.breaking.push(parse("aaaaaaaaaaaa", "Ann", "feat(api)!: drop v0"));
+    notes.fixes.push(parse("bbbbbbbbbbbb", "Ann", "fix(cart): keep items on reload"));
+    a.snapshot.detail.notes = Some(notes);
+    let screen = text(&render(&a, 160, 48));
+    assert!(screen.contains("Release notes (v1.4.0..v1.5.0): 1 breaking, 0 features, 1 fix, 0 other"), "{screen}");
+    assert!(
+        screen.contains("breaking api: drop v0") && screen.contains("fix      cart: keep items on reload"),
+        "{screen}"
+    );
+    a.snapshot.detail.notes =
+        Some(crate::model::ReleaseNotes::unavailable("checkout", "1.5.0", None, "checkout has no `repo`"));
+    let screen = text(&render(&a, 160, 48));
+    assert!(screen.contains("Release notes: no release notes: checkout has no `repo`"), "{screen}");
 }

@@ -1,6 +1,6 @@
 //! The selected release live: strategy, step k/n with the step list and per-step durations,
 //! a countdown on timed pauses, an ETA, set vs actual weight, replicas per version, and why it
-//! is paused or failed in plain words.
+//! is paused or failed in plain words, and the release notes stored with it.
 
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
@@ -10,7 +10,7 @@ use ratatui::widgets::{Cell, Gauge, Paragraph, Row, Table, Wrap};
 
 use super::{block, status_style};
 use crate::config::theme::Role;
-use crate::model::{Release, Status, Step, StepRecord, fmt_secs};
+use crate::model::{Release, ReleaseNotes, Status, Step, StepRecord, fmt_secs};
 use crate::tui::app::App;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
@@ -136,6 +136,9 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     if let Some(p) = &w.state.routing.preview {
         routes.push(Line::raw(format!("preview entry → {p}")));
     }
+    if let Some(n) = &app.snapshot.detail.notes {
+        routes.extend(notes_lines(app, n));
+    }
     frame.render_widget(Paragraph::new(routes).style(t.style(Role::Muted)), note);
 
     // Replicas per version.
@@ -172,6 +175,27 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     )
     .block(block(t, " Replicas ".into()));
     frame.render_widget(table, bottom);
+}
+
+/// The release notes, one line per change under a one-line summary; what does not fit is cut.
+fn notes_lines<'a>(app: &App, n: &'a ReleaseNotes) -> Vec<Line<'a>> {
+    let t = &app.theme;
+    let range = n.range.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+    let mut lines = vec![Line::from(vec![
+        Span::styled("Release notes", t.style(Role::Title)),
+        Span::raw(format!("{range}: {}", n.summary())),
+    ])];
+    let marks = [("breaking", Role::Error), ("feature", Role::Ok), ("fix", Role::Info), ("other", Role::Muted)];
+    for ((_, changes), (mark, role)) in n.groups().into_iter().zip(marks) {
+        for c in changes {
+            let scope = c.scope.as_deref().map(|s| format!("{s}: ")).unwrap_or_default();
+            lines.push(Line::from(vec![
+                Span::styled(format!("{mark:<9}"), t.style(role)),
+                Span::raw(format!("{scope}{}", c.subject)),
+            ]));
+        }
+    }
+    lines
 }
 
 fn duration_of(s: &StepRecord, now: DateTime<Utc>) -> String {
