@@ -52,7 +52,7 @@ pub(super) async fn run(ctx: &Ctx<'_>, app: &str, version: &str, from: Option<&s
 
 enum Found {
     /// The notes stored with the version's latest release in the environment.
-    Stored(ReleaseNotes),
+    Stored(Box<ReleaseNotes>),
     /// Where the notes start.
     From(Option<String>),
 }
@@ -66,7 +66,7 @@ fn from_history(ctx: &Ctx<'_>, app: &str, version: &str, env: &str) -> Result<Fo
         if let Ok(Some(n)) = store.release_notes(&r.id)
             && n.problem.is_none()
         {
-            return Ok(Found::Stored(n));
+            return Ok(Found::Stored(Box::new(n)));
         }
         return Ok(Found::From(r.previous_version.clone()));
     }
