@@ -122,6 +122,7 @@ fn emergency(id: &str, severity: Severity, status: EmergencyStatus) -> Emergency
         log: Vec::new(),
         ended_at: None,
         cause: None,
+        tests: None,
     }
 }
 

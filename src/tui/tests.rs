@@ -430,6 +430,8 @@ fn the_flag_detail_shows_rules_traffic_and_changes() {
     for needle in ["dark-mode — definition", "variants", "who gets it", "last minute", "rolled out to 50%", "dana"] {
         assert!(screen.contains(needle), "`{needle}` not on screen:\n{screen}");
     }
+}
+
 #[test]
 fn the_rollout_pane_shows_the_release_notes_of_the_selected_release() {
     let mut a = app();
