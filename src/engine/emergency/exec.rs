@@ -203,6 +203,13 @@ impl Exec {
         self.touched.push(Touched { target, previous: current, release_id: release.id.clone() });
         let done = drive(&self.inner, release, None).await;
         let why = done.reason.clone().unwrap_or_else(|| done.status.to_string());
+        // The canary's and the monitoring's verdicts, as the release's steps recorded them.
+        for rec in self.inner.store.steps(&done.id).unwrap_or_default() {
+            if let (Some(Step::Monitor { .. }), Some(outcome)) = (done.plan.get(rec.index), rec.outcome) {
+                let ok = !outcome.starts_with("failed");
+                self.note(&step, ok, format!("{app}: {}: {outcome}", rec.description));
+            }
+        }
         if done.status == Status::Verified {
             self.note(&step, true, format!("{app}: verified: {why}"));
             Ok(())
