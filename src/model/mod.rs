@@ -3,6 +3,7 @@
 pub mod analysis;
 pub mod duration;
 pub mod emergency;
+pub mod emergency_report;
 pub mod estate;
 pub mod notify;
 pub mod release;
@@ -10,6 +11,7 @@ pub mod release;
 pub use analysis::*;
 pub use duration::HumanDuration;
 pub use emergency::*;
+pub use emergency_report::*;
 pub use estate::*;
 pub use notify::*;
 pub use release::*;

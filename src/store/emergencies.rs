@@ -213,6 +213,11 @@ impl Store {
         )
     }
 
+    /// The report over every stored emergency.
+    pub fn emergency_report(&self) -> Result<crate::model::EmergencyReport, StoreError> {
+        Ok(crate::model::EmergencyReport::of(&self.emergencies(None, None)?))
+    }
+
     /// Emergencies whose execution was cut short by the process stopping: marked failed with
     /// cause "interrupted", and returned. Called at start-up, before anything runs.
     pub fn fail_interrupted_emergencies(&self) -> Result<Vec<Emergency>, StoreError> {
