@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the non-interactive subcommands.
 
 mod console;
+mod emergency;
 pub mod flags;
 mod follow;
 mod notes;
@@ -182,6 +183,12 @@ pub enum Cmd {
         #[arg(long)]
         env: Option<String>,
     },
+    /// Emergency releases (the standard's hotfix procedure): create, approve, execute, show,
+    /// list, report.
+    Emergency {
+        #[command(subcommand)]
+        what: emergency::EmergencyCmd,
+    },
     /// Environment reports.
     Env {
         #[command(subcommand)]
@@ -231,6 +238,7 @@ pub async fn run(cli: Cli) -> i32 {
             notes::run(&ctx, app, version, from.as_deref(), env.as_deref()).await
         }
         Some(Cmd::Flags { what }) => flags::run(&ctx, what).await,
+        Some(Cmd::Emergency { what }) => emergency::run(&ctx, what).await,
         Some(Cmd::Screenshots { out }) => screenshots::write_all(&cli, out),
         Some(other) => match to_engine_command(other) {
             Some((command, destructive)) => act(&ctx, command, destructive).await,
@@ -330,6 +338,7 @@ fn to_engine_command(cmd: &Cmd) -> Option<(EngineCommand, Option<String>)> {
         | Cmd::Env { .. }
         | Cmd::Flags { .. }
         | Cmd::Notes { .. }
+        | Cmd::Emergency { .. }
         | Cmd::Screenshots { .. } => {
             return None;
         }
