@@ -149,7 +149,7 @@ pub fn fixture() -> Snapshot {
         })
         .collect();
     let flag_set = FlagSet::parse(DEMO_FLAGS, "demo").unwrap();
-    Snapshot {
+    let mut snap = Snapshot {
         workloads,
         detail,
         flags: flag_set.views(),
@@ -215,7 +215,9 @@ pub fn fixture() -> Snapshot {
         log,
         now: at(12),
         ..Snapshot::of_estate(&estate)
-    }
+    };
+    snap.emergency_report = Some(EmergencyReport::of(&snap.emergencies));
+    snap
 }
 
 /// The console over [`fixture`] with `keymap`, checkout in prod selected, on the environments

@@ -77,6 +77,8 @@ pub struct Snapshot {
     pub flag_detail: FlagDetail,
     /// The newest emergencies, newest first.
     pub emergencies: Vec<crate::model::Emergency>,
+    /// Emergencies by type and severity, time to resolve, success rate, services, weeks.
+    pub emergency_report: Option<crate::model::EmergencyReport>,
     /// The estate's plan for each severity.
     pub emergency_plans: Vec<(crate::model::Severity, crate::model::EmergencyPlan)>,
     /// Audit log and engine events, oldest first.
@@ -152,6 +154,7 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         flag_set,
         flag_detail,
         emergencies: store.emergencies(None, Some(10)).unwrap_or_default(),
+        emergency_report: store.emergency_report().ok(),
         flag_served,
         log,
         now: Utc::now(),

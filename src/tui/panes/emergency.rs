@@ -17,9 +17,15 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         return;
     }
     let t = &app.theme;
-    let [plans, list] = Layout::vertical([Constraint::Length(6), Constraint::Min(3)]).areas(area);
+    let report_height = if area.height >= 30 { 9 } else { 0 };
+    let [plans, list, report] =
+        Layout::vertical([Constraint::Length(6), Constraint::Min(3), Constraint::Length(report_height)]).areas(area);
     draw_plans(frame, app, plans);
+    if report_height > 0 {
+        frame.render_widget(boxed(t, " Report (shipdeck emergency report) ".into(), report_lines(app)), report);
+    }
     let emergencies = &app.snapshot.emergencies;
+    let wide = list.width >= 110;
     let visible = list.height.saturating_sub(3) as usize;
     let offset = scroll_offset(app.sel_emergency, emergencies.len(), visible);
     let rows: Vec<Row> = emergencies
@@ -34,7 +40,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             } else {
                 format!("{}/{needed}", e.approvers.len().min(needed))
             };
-            let row = Row::new(vec![
+            let mut cells = vec![
                 Span::raw(e.id.clone()),
                 Span::raw(e.severity.name()),
                 Span::raw(e.kind.name().replace('_', " ")),
@@ -43,31 +49,44 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 Span::raw(e.fix_version.clone()),
                 Span::raw(e.affected_services.join(", ")),
                 Span::styled(e.description.clone(), t.style(Role::Muted)),
-            ]);
+            ];
+            if !wide {
+                cells.remove(2);
+                cells.pop();
+            }
+            let row = Row::new(cells);
             if i == app.sel_emergency { row.style(t.style(Role::Selection)) } else { row }
         })
         .collect();
-    let widths = [
-        Constraint::Min(18),
+    // At 80 columns the type gives way, so the id is whole.
+    let mut widths = vec![
+        Constraint::Length(18),
         Constraint::Length(3),
         Constraint::Length(16),
-        Constraint::Min(16),
+        Constraint::Length(16),
         Constraint::Length(10),
         Constraint::Length(9),
         Constraint::Length(18),
         Constraint::Fill(1),
     ];
+    let mut header = vec!["ID", "SEV", "TYPE", "STATUS", "APPROVALS", "FIX", "SERVICES", "DESCRIPTION"];
+    if !wide {
+        widths = vec![
+            Constraint::Length(18),
+            Constraint::Length(3),
+            Constraint::Length(16),
+            Constraint::Length(10),
+            Constraint::Length(9),
+            Constraint::Fill(1),
+        ];
+        header = vec!["ID", "SEV", "STATUS", "APPROVALS", "FIX", "SERVICES"];
+    }
     let title = if emergencies.is_empty() {
         " Emergencies — none yet; n starts the hotfix wizard ".to_string()
     } else {
         format!(" Emergencies — latest {}; n new · enter follow · A approve ", emergencies.len())
     };
-    let table = Table::new(rows, widths)
-        .header(
-            Row::new(["ID", "SEV", "TYPE", "STATUS", "APPROVALS", "FIX", "SERVICES", "DESCRIPTION"])
-                .style(t.style(Role::Header)),
-        )
-        .block(block(t, title));
+    let table = Table::new(rows, widths).header(Row::new(header).style(t.style(Role::Header))).block(block(t, title));
     frame.render_widget(table, list);
 }
 
@@ -108,6 +127,36 @@ fn plan_row(sev: &str, p: &EmergencyPlan) -> Row<'static> {
         p.monitoring_duration.to_string(),
         format!("{}% errors", p.rollback_threshold * 100.0),
     ])
+}
+
+/// The report in a few lines: counts, time to resolve, success rate, services, recent weeks.
+fn report_lines(app: &App) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let Some(r) = app.snapshot.emergency_report.as_ref().filter(|r| r.total > 0) else {
+        return vec![Line::styled("No emergencies recorded yet.", t.style(Role::Muted))];
+    };
+    let join = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter().map(|(k, n)| format!("{} {n}", k.replace('_', " "))).collect::<Vec<_>>().join(" · ")
+    };
+    let item =
+        |k: &str, v: String| Line::from(vec![Span::styled(format!("{k:<18}"), t.style(Role::Muted)), Span::raw(v)]);
+    let resolve = r.average_resolution_secs.map_or("-".to_string(), |s| {
+        crate::model::HumanDuration(std::time::Duration::from_secs(s.round() as u64)).to_string()
+    });
+    let success = r.success_rate.map_or("-".to_string(), |s| format!("{:.0}%", s * 100.0));
+    let services: Vec<String> =
+        r.top_affected_services.iter().map(|s| format!("{} {}", s.service, s.emergencies)).collect();
+    let weeks: Vec<String> =
+        r.trend.iter().rev().take(6).map(|w| format!("{} {} ({} ok)", w.week, w.total, w.completed)).collect();
+    vec![
+        item("emergencies", format!("{} · {}", r.total, join(&r.by_severity))),
+        item("by type", join(&r.by_type)),
+        item("by status", join(&r.by_status)),
+        item("time to resolve", format!("{resolve} on average (completed ones)")),
+        item("success rate", success),
+        item("most affected", services.join(" · ")),
+        item("by week", weeks.join(" · ")),
+    ]
 }
 
 /// The plan as lines, for the wizard's preview.
