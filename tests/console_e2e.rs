@@ -61,6 +61,11 @@ impl Console {
     /// 160×48, with fresh data and config dirs holding the given `config` files. `name` makes
     /// the tmux socket unique among this process's tests.
     fn start(name: &str, config: &[(&str, &str)]) -> Console {
+        Console::start_on(name, config, Some(estate()))
+    }
+
+    /// [`Console::start`] on `estate`, or on the embedded demo estate when `None`.
+    fn start_on(name: &str, config: &[(&str, &str)], estate: Option<PathBuf>) -> Console {
         tmux_available();
         let config_dir = tempfile::tempdir().expect("config dir");
         for (file, text) in config {
@@ -75,7 +80,7 @@ impl Console {
         let (size_x, size_y) = (WIDTH.to_string(), HEIGHT.to_string());
         let config_env = format!("SHIPDECK_CONFIG_DIR={}", console.config.path().display());
         let data_dir = console.shipdeck.data_dir().to_str().expect("utf-8 data dir").to_string();
-        let estate = estate().to_str().expect("utf-8 estate path").to_string();
+        let estate = estate.map(|e| e.to_str().expect("utf-8 estate path").to_string());
         // More than one word after new-session: tmux runs it without a shell, so no quoting.
         // tmux sets TERM from its default-terminal, hence `env` rather than the session's env.
         #[rustfmt::skip]
@@ -84,8 +89,12 @@ impl Console {
             "new-session", "-d", "-x", &size_x, "-y", &size_y, "-s", "t",
             "env", "-u", "SHIPDECK_DATA_DIR", "-u", "SHIPDECK_ESTATE", "-u", "NO_COLOR",
             &config_env, "SHIPDECK_USER=alice", "TERM=xterm-256color",
-            bin, "--data-dir", &data_dir, "--estate", &estate,
+            bin, "--data-dir", &data_dir,
         ];
+        let mut args: Vec<&str> = args.to_vec();
+        if let Some(estate) = &estate {
+            args.extend(["--estate", estate]);
+        }
         console.tmux(&args);
         console
     }
@@ -134,14 +143,19 @@ impl Console {
 
     /// Polls the screen until `ok` holds; panics with the last screen after the deadline.
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.wait_for_within(DEADLINE, what, ok)
+    }
+
+    /// [`Console::wait_for`] with its own deadline, for things that take minutes.
+    fn wait_for_within(&self, deadline: Duration, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             let screen = self.screen();
             if ok(&screen) {
                 return screen;
             }
-            if start.elapsed() > DEADLINE {
-                panic!("waited {DEADLINE:?} for {what}; the screen:\n{screen}");
+            if start.elapsed() > deadline {
+                panic!("waited {deadline:?} for {what}; the screen:\n{screen}");
             }
             std::thread::sleep(POLL);
         }
@@ -449,4 +463,78 @@ fn a_keymap_that_puts_abort_on_ctrl_d_is_refused_before_the_console_starts() {
     assert_eq!(c.wait_exit(), "2 0", "exit status 2, never on the alternate screen");
     let output = c.output();
     assert!(output.contains("keymap.toml") && expect.iter().all(|e| output.contains(e)), "{output}");
+}
+
+/// The hotfix wizard for a P1 on the demo estate: each field entered as a person would, the
+/// plan confirmed once, two approvals given from the command line while the wizard waits, and
+/// the fix executed by the wizard through to verified in prod and staging.
+#[test]
+fn the_hotfix_wizard_walks_a_p1_through_cli_approvals_to_a_verified_fix() {
+    let c = Console::start_on("wizard", &[], None);
+    c.wait_text(&["Environments — 3 apps × 3 environments"]);
+    c.keys(&["5"]);
+    c.wait_text(&["Emergency release plans", "none yet; n starts the hotfix wizard"]);
+    c.keys(&["n"]);
+    c.wait_text(&["Hotfix wizard", "security patch"]);
+    c.keys(&["Down", "Enter"]); // critical bug
+    c.wait_text(&["▶ P1  rapid"]);
+    c.keys(&["Enter"]);
+    c.wait_text(&["description — type, enter next"]);
+    c.type_text("short");
+    c.keys(&["Enter"]);
+    c.wait_text(&["at least 10 characters"]);
+    c.type_text(" payments charge twice on retry");
+    c.keys(&["Enter"]);
+    c.wait_text(&["[ ] payments"]);
+    c.keys(&["Down", "Space", "Enter"]);
+    c.wait_text(&["fix version — type, enter next", "payments: 2.0.0, 2.1.0"]);
+    c.type_text("9.9.9");
+    c.keys(&["Enter"]);
+    c.wait_text(&["payments has no version 9.9.9"]);
+    c.keys(&["BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);
+    c.type_text("2.1.0");
+    c.keys(&["Enter"]);
+    c.wait_text(&["environments, in order", "prod → staging", "Nothing has run yet"]);
+    assert_eq!(emergency_count(&c), 0, "nothing is created before the confirmation");
+    c.keys(&["Enter"]);
+    let s = c.wait_text(&["P1 critical bug emergency"]);
+    let body = dialog(&s, "P1 critical bug emergency").unwrap_or_else(|| panic!("no dialog box:\n{s}"));
+    assert!(body.contains("2 approvals") && body.contains("2.1.0 of payments"), "{body}");
+    c.keys(&["y"]);
+    let s = c.wait_text(&["approvals 0/2: nobody yet", "waiting: `shipdeck emergency approve ER-"]);
+    let id = s
+        .split("approve ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the emergency id on screen")
+        .to_string();
+    assert!(id.starts_with("ER-") && id.len() == 17, "{id}");
+
+    // The requester cannot approve; two others can, from the command line, while the wizard waits.
+    let (code, _, err) = c.shipdeck.sh(&["--as", "alice", "emergency", "approve", &id]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = c.shipdeck.sh(&["--as", "bob", "emergency", "approve", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    c.wait_text(&["approvals 1/2: bob"]);
+    let (code, out, err) = c.shipdeck.sh(&["--as", "carol", "emergency", "approve", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Approved: the wizard runs it; the log streams; the fix reaches both environments.
+    c.wait_for("the execution", |s| s.contains("▶ 8. execution") || s.contains("▶ 9. outcome"));
+    let s = c.wait_for_within(Duration::from_secs(420), "the outcome", |s| s.contains("▶ 9. outcome"));
+    assert!(s.contains("The fix is out and verified everywhere."), "{s}");
+    let (code, lines) = c.shipdeck.json(&["emergency", "show", &id]);
+    assert_eq!(code, 0);
+    let e = &lines[0]["emergency"];
+    assert_eq!(e["status"], "completed", "{e}");
+    assert_eq!(e["approvers"], serde_json::json!(["bob", "carol"]), "{e}");
+    c.keys(&["Enter"]);
+    c.wait_text(&["completed"]);
+    c.quit_and_check_terminal_restored();
+}
+
+fn emergency_count(c: &Console) -> usize {
+    let (code, lines) = c.shipdeck.json(&["emergency", "list"]);
+    assert_eq!(code, 0);
+    lines.iter().filter(|l| l["emergency"].is_object()).count()
 }
