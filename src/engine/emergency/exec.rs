@@ -201,7 +201,7 @@ impl Exec {
             ),
         );
         self.touched.push(Touched { target, previous: current, release_id: release.id.clone() });
-        let done = drive(&self.inner, release, None).await;
+        let done = self.drive(release, None).await;
         let why = done.reason.clone().unwrap_or_else(|| done.status.to_string());
         // The canary's and the monitoring's verdicts, as the release's steps recorded them.
         for rec in self.inner.store.steps(&done.id).unwrap_or_default() {
@@ -330,7 +330,7 @@ impl Exec {
                     tracing::error!("release {}: {e}", release.id);
                 }
                 self.inner.emit(Event::Release { release: Box::new(release), cause });
-                let ended = drive(&self.inner, back, None).await;
+                let ended = self.drive(back, None).await;
                 if ended.status == Status::Verified {
                     Ok(format!("{env}/{app} back on {prev} (release {})", ended.id))
                 } else {
@@ -348,9 +348,9 @@ impl Exec {
                 let action = Action::Rollback { actor: self.actor.clone() };
                 let mut rx = self.inner.events.subscribe();
                 let ended = if self.inner.send_action(&t.target, &release.id, action.clone()) {
-                    wait(&self.inner, &mut rx, &release.id).await.unwrap_or_else(|| unreadable(release))
+                    self.wait(&mut rx, &release.id).await.unwrap_or_else(|| unreadable(release))
                 } else {
-                    drive(&self.inner, release, Some(action)).await
+                    self.drive(release, Some(action)).await
                 };
                 match ended.status {
                     Status::RolledBack | Status::Aborted => Ok(format!("{env}/{app} back on {prev_word}")),
@@ -358,6 +358,39 @@ impl Exec {
                 }
             }
         }
+    }
+
+    /// Starts a task driving `release` and waits for it to end.
+    async fn drive(&mut self, release: Release, first: Option<Action>) -> Release {
+        let mut rx = self.inner.events.subscribe();
+        let id = release.id.clone();
+        let fallback = release.clone();
+        self.inner.spawn(release, first);
+        self.wait(&mut rx, &id).await.unwrap_or_else(|| unreadable(fallback))
+    }
+
+    /// Waits until the task driving release `id` finishes or the release stops for a person (a
+    /// pause: the emergency treats it as a failure), logging each step as it starts. Returns
+    /// the release as stored.
+    async fn wait(&mut self, rx: &mut tokio::sync::broadcast::Receiver<Event>, id: &str) -> Option<Release> {
+        loop {
+            match rx.recv().await {
+                Ok(Event::Finished { release_id, .. }) if release_id == id => break,
+                Ok(Event::Release { release, .. }) if release.id == id && release.status == Status::Paused => break,
+                Ok(Event::Step { release_id, index, total, description }) if release_id == id => {
+                    let what = format!("{id}: step {}/{total} {description}", index + 1);
+                    self.note("release", true, what);
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    if self.inner.store.release(id).ok().flatten().is_some_and(|r| r.status.is_terminal()) {
+                        break;
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+        self.inner.store.release(id).ok().flatten()
     }
 
     /// Nothing ran before the fix: take its traffic and pods away.
@@ -395,34 +428,6 @@ pub(crate) fn fix_plan(p: &EmergencyPlan, s: &AppSettings, has_previous: bool) -
     steps.push(verify);
     steps.push(monitor(p.monitoring_duration));
     steps
-}
-
-/// Starts a task driving `release` and waits for it to end.
-async fn drive(inner: &Arc<Inner>, release: Release, first: Option<Action>) -> Release {
-    let mut rx = inner.events.subscribe();
-    let id = release.id.clone();
-    let fallback = release.clone();
-    inner.spawn(release, first);
-    wait(inner, &mut rx, &id).await.unwrap_or_else(|| unreadable(fallback))
-}
-
-/// Waits until the task driving release `id` finishes or the release stops for a person (a
-/// pause: the emergency treats it as a failure). Returns the release as stored.
-async fn wait(inner: &Arc<Inner>, rx: &mut tokio::sync::broadcast::Receiver<Event>, id: &str) -> Option<Release> {
-    loop {
-        match rx.recv().await {
-            Ok(Event::Finished { release_id, .. }) if release_id == id => break,
-            Ok(Event::Release { release, .. }) if release.id == id && release.status == Status::Paused => break,
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => {
-                if inner.store.release(id).ok().flatten().is_some_and(|r| r.status.is_terminal()) {
-                    break;
-                }
-            }
-            Err(RecvError::Closed) => break,
-        }
-    }
-    inner.store.release(id).ok().flatten()
 }
 
 /// A release the store could not give back: counted as failed.
