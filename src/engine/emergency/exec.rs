@@ -91,6 +91,8 @@ impl Exec {
         let Some(first_env) = self.e.plan.environments.first().cloned() else {
             return Err("the plan has no environment".into());
         };
+        // The fix is built and tested once, with the commands of the first environment it goes
+        // to (an environment's overrides may change them).
         let settings: Vec<AppSettings> =
             apps.iter().filter_map(|a| self.inner.estate.settings(&first_env, a).cloned()).collect();
         for s in &settings {

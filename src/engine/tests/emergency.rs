@@ -382,3 +382,30 @@ async fn ids_stay_unique_within_one_second() {
     sorted.sort();
     assert_eq!(sorted, ids, "in creation order");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_execution_cut_short_by_a_shutdown_is_failed_as_interrupted_on_the_next_start() {
+    let w = eworld();
+    let e = w.approved(Severity::P1, "1.1.0").await;
+    let mut rx = w.engine.subscribe();
+    w.engine.execute_emergency("dave", Command::ExecuteEmergency { id: e.id.clone() }).await.unwrap();
+    // Stop while the canary in prod is watched.
+    loop {
+        if let Ok(Event::Step { description, .. }) = rx.recv().await
+            && description.starts_with("monitor")
+        {
+            break;
+        }
+    }
+    w.engine.shutdown().await;
+    assert_eq!(w.engine.emergency(&e.id).unwrap().status, EmergencyStatus::Executing);
+    // What the next start does (Host::start_with).
+    let interrupted = w.store.mark_interrupted().unwrap();
+    assert_eq!(interrupted.len(), 1, "the prod release shows as interrupted");
+    let failed = w.store.fail_interrupted_emergencies().unwrap();
+    assert_eq!(failed.len(), 1);
+    let after = w.engine.emergency(&e.id).unwrap();
+    assert_eq!(after.status, EmergencyStatus::Failed);
+    assert!(after.cause.unwrap_or_default().starts_with("interrupted"));
+    assert_eq!(w.emergency_statuses(&e.id).last(), Some(&EmergencyStatus::Failed));
+}
