@@ -411,5 +411,9 @@ mod tests {
         assert_eq!(Severity::parse("p1"), Some(Severity::P1));
         assert_eq!(Severity::parse("P3"), None);
         assert_eq!(Emergency::id_for(chrono::DateTime::UNIX_EPOCH), "ER-19700101000000");
+        for s in EmergencyStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str(), "stored names are the serde names");
+            assert_eq!(EmergencyStatus::parse(s.as_str()), Some(s));
+        }
     }
 }
