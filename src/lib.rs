@@ -8,6 +8,7 @@ pub mod control;
 pub mod engine;
 pub mod flags;
 pub mod host;
+pub mod http;
 pub mod model;
 pub mod notify;
 pub mod store;

@@ -334,10 +334,10 @@ impl PrometheusProvider {
         let endpoint = Url::parse(&endpoint_text)
             .map_err(|e| format!("{endpoint_text} is not a valid URL: {e}"))
             .and_then(|u| match u.scheme() {
-                "http" => Ok(u),
-                other => Err(format!("{endpoint_text}: scheme {other}:// is not supported (plain http only)")),
+                "http" | "https" => Ok(u),
+                other => Err(format!("{endpoint_text}: scheme {other}:// is not supported (http or https)")),
             });
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()

@@ -228,7 +228,7 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
-/// Webhook channels: unique names, a plain-http URL, something to be told, sane retries.
+/// Webhook channels: unique names, an http(s) URL, something to be told, sane retries.
 fn check_channels(channels: &[Channel], env_names: &BTreeSet<&str>) -> Result<(), String> {
     let mut seen = BTreeSet::new();
     for c in channels {
@@ -239,17 +239,14 @@ fn check_channels(channels: &[Channel], env_names: &BTreeSet<&str>) -> Result<()
         let at = |key: &str| format!("notifications `{}`: {key}", c.name);
         let example = "write e.g. `http://127.0.0.1:8080/hooks/releases`";
         match reqwest::Url::parse(&c.url) {
-            Ok(u) if u.scheme() == "http" && u.host().is_some() => {}
-            Ok(u) if u.scheme() == "https" => {
-                return Err(format!(
-                    "{} `{}`: https is not supported by this build (plain http only); \
-                     point it at an http relay, {example}",
-                    at("url"),
-                    c.url
-                ));
-            }
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             Ok(u) => {
-                return Err(format!("{} `{}`: scheme `{}` is not http; {example}", at("url"), c.url, u.scheme()));
+                return Err(format!(
+                    "{} `{}`: scheme `{}` is not http or https; {example}",
+                    at("url"),
+                    c.url,
+                    u.scheme()
+                ));
             }
             Err(e) => return Err(format!("{} `{}` is not a URL ({e}); {example}", at("url"), c.url)),
         }
@@ -284,10 +281,10 @@ fn check_channels(channels: &[Channel], env_names: &BTreeSet<&str>) -> Result<()
 
 fn check_prometheus(p: &PrometheusSettings) -> Result<(), String> {
     match reqwest::Url::parse(&p.url) {
-        Ok(u) if u.scheme() == "http" => {}
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
         Ok(u) => {
             return Err(format!(
-                "prometheus.url `{}`: scheme `{}` is not supported; write e.g. `http://127.0.0.1:9090` (plain http only)",
+                "prometheus.url `{}`: scheme `{}` is not supported; write e.g. `http://127.0.0.1:9090` (http or https)",
                 p.url,
                 u.scheme()
             ));
@@ -608,8 +605,10 @@ mod tests {
         assert_eq!(c.audience, [crate::model::Audience::Oncall, crate::model::Audience::Executives]);
         for (channel, want) in [
             ("url = \"127.0.0.1:9/hook\"", "notifications `page`: url `127.0.0.1:9/hook` is not a URL"),
-            ("url = \"ftp://127.0.0.1/h\"", "notifications `page`: url `ftp://127.0.0.1/h`: scheme `ftp` is not http"),
-            ("url = \"https://127.0.0.1/h\"", "https is not supported"),
+            (
+                "url = \"ftp://127.0.0.1/h\"",
+                "notifications `page`: url `ftp://127.0.0.1/h`: scheme `ftp` is not http or https",
+            ),
             ("url = \"http://127.0.0.1/h\"\nevents = []", "notifications `page`: events is empty"),
             ("url = \"http://127.0.0.1/h\"\nevents = [\"rolledback\"]", "unknown variant `rolledback`"),
             ("url = \"http://127.0.0.1/h\"\naudience = [\"ceo\"]", "unknown variant `ceo`"),

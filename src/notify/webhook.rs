@@ -147,7 +147,7 @@ struct Worker {
 
 impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
-        let client = match reqwest::Client::builder().timeout(self.channel.timeout.0).build() {
+        let client = match crate::http::client_builder().timeout(self.channel.timeout.0).build() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("webhook channel {}: no HTTP client: {e}", self.channel.name);

@@ -17,7 +17,7 @@ pub async fn served(data_dir: &Path, flag: &str) -> Option<BTreeMap<String, u64>
         .flatten()
         .filter_map(|a| a.as_str().map(String::from))
         .collect();
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(800)).build().ok()?;
+    let client = crate::http::client_builder().timeout(Duration::from_millis(800)).build().ok()?;
     let scrapes = addrs.iter().map(|addr| {
         let client = client.clone();
         async move { client.get(format!("http://{addr}/metrics")).send().await.ok()?.text().await.ok() }
