@@ -10,7 +10,7 @@ use super::merge::deep_merge;
 use crate::cluster::Target;
 use crate::model::{
     AnalysisTemplate, AppSettings, CanaryStep, Channel, EmergencyOverrides, Environment, MetricsSource,
-    PrometheusSettings,
+    PrometheusSettings, is_dns_label,
 };
 
 /// The embedded demo estate: three apps × dev/staging/prod with good and bad versions.
@@ -135,6 +135,9 @@ impl Estate {
                     effective.repo = Some(dir.join(repo));
                 }
                 check_app(&effective, &format!(" in {}", env.name), has_prometheus).map_err(invalid)?;
+                if !env.cluster.is_local() {
+                    check_kubernetes_app(&effective, &env.name).map_err(invalid)?;
+                }
                 settings.insert(Target::new(&env.name, &app.name), effective);
             }
         }
@@ -199,6 +202,7 @@ fn check_environments(envs: &[Environment]) -> Result<(), String> {
     }
     for env in envs {
         check_name("environment", &env.name)?;
+        check_cluster(env)?;
         for to in &env.promotes_to {
             if !names.contains(to.as_str()) {
                 return Err(format!(
@@ -211,6 +215,59 @@ fn check_environments(envs: &[Environment]) -> Result<(), String> {
                 return Err(format!("environments `{}`: promotes_to cannot name the environment itself", env.name));
             }
         }
+    }
+    Ok(())
+}
+
+/// An environment's `cluster.kubernetes`: a context name if given, a namespace that can exist.
+fn check_cluster(env: &Environment) -> Result<(), String> {
+    let Some(k) = env.cluster.kubernetes() else { return Ok(()) };
+    let at = |key: &str| format!("environments `{}`: cluster.kubernetes.{key}", env.name);
+    if let Some(ctx) = &k.context
+        && ctx.trim().is_empty()
+    {
+        return Err(format!(
+            "{} is empty; name a context of your kubeconfig, or leave it out for the current one",
+            at("context")
+        ));
+    }
+    if let Some(ns) = &k.namespace
+        && !is_dns_label(ns)
+    {
+        return Err(format!(
+            "{} = {ns:?} is not a Kubernetes namespace name (lowercase letters, digits and `-`, at most 63)",
+            at("namespace")
+        ));
+    }
+    Ok(())
+}
+
+/// The names an app's objects get in a Kubernetes environment must be names Kubernetes takes,
+/// and leave room for the per-version suffix shipdeck adds.
+fn check_kubernetes_app(app: &AppSettings, env: &str) -> Result<(), String> {
+    let objects = app.kubernetes.resolve(&app.name);
+    let keys: [(&str, Option<&String>, &String); 4] = [
+        ("deployment", app.kubernetes.deployment.as_ref(), &objects.deployment),
+        ("container", app.kubernetes.container.as_ref(), &objects.container),
+        ("service", app.kubernetes.service.as_ref(), &objects.service),
+        ("preview_service", app.kubernetes.preview_service.as_ref(), &objects.preview_service),
+    ];
+    let route = objects.http_route.as_ref();
+    for (key, given, value) in keys.into_iter().chain(route.map(|r| ("http_route", Some(r), r))) {
+        if is_dns_label(value) {
+            continue;
+        }
+        let why = "lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 63";
+        return Err(match given {
+            Some(_) => {
+                format!("apps `{}` in {env}: kubernetes.{key} = {value:?} is not a Kubernetes name ({why})", app.name)
+            }
+            None => format!(
+                "apps `{}` in {env}: kubernetes.{key} defaults to the app's name, {value:?}, which is not a Kubernetes \
+                 name ({why}); set [apps.kubernetes] {key} = \"…\"",
+                app.name
+            ),
+        });
     }
     Ok(())
 }
@@ -661,5 +718,61 @@ mod tests {
             let err = with_effect(effect).unwrap_err();
             assert!(err.contains("x.toml") && err.contains(want), "{effect}: {err}");
         }
+    }
+
+    #[test]
+    fn an_environment_can_run_on_kubernetes_and_apps_name_their_objects() {
+        let text = "[[environments]]\nname = \"dev\"\n[[environments]]\nname = \"prod\"\n\
+                    cluster = { kubernetes = { context = \"kind-prod\", namespace = \"shop\" } }\n\
+                    [[apps]]\nname = \"web\"\n[apps.kubernetes]\nservice = \"web-svc\"\nhttp_route = \"web\"\n\
+                    [[apps.versions]]\nversion = \"1.0.0\"\n";
+        let e = Estate::parse(text, "t.toml").unwrap();
+        assert!(e.env("dev").unwrap().cluster.is_local(), "the local cluster stays the default");
+        let k = e.env("prod").unwrap().cluster.kubernetes().unwrap();
+        assert_eq!((k.context.as_deref(), k.namespace.as_deref()), (Some("kind-prod"), Some("shop")));
+        let objects = e.settings("prod", "web").unwrap().kubernetes.resolve("web");
+        assert_eq!(objects.deployment, "web");
+        assert_eq!(objects.container, "web");
+        assert_eq!(objects.service, "web-svc");
+        assert_eq!(objects.preview_service, "web-svc-preview");
+        assert_eq!(objects.http_route.as_deref(), Some("web"));
+        // `cluster = "local"` says the default out loud.
+        let local = minimal("cluster = \"local\"", "");
+        assert!(Estate::parse(&local, "t.toml").unwrap().env("dev").unwrap().cluster.is_local());
+    }
+
+    #[test]
+    fn kubernetes_mistakes_name_the_key() {
+        let kube = |ns: &str| format!("cluster = {{ kubernetes = {{ namespace = \"{ns}\" }} }}");
+        let cases = [
+            (kube("Shop_1"), String::new(), "environments `dev`: cluster.kubernetes.namespace = \"Shop_1\""),
+            (
+                "cluster = { kubernetes = { context = \"\" } }".to_string(),
+                String::new(),
+                "cluster.kubernetes.context is empty",
+            ),
+            ("cluster = { kubernetes = { namespce = \"x\" } }".to_string(), String::new(), "namespce"),
+            ("cluster = { nomad = {} }".to_string(), String::new(), "nomad"),
+            (kube("shop"), "[apps.kubernetes]\nservice = \"Web\"".into(), "kubernetes.service = \"Web\""),
+            (kube("shop"), "[apps.kubernetes]\nhttp_route = \"a.b\"".into(), "kubernetes.http_route"),
+            (kube("shop"), "[apps.kubernetes]\ndeploymnt = \"a\"".into(), "deploymnt"),
+        ];
+        for (env, app, want) in cases {
+            let err = Estate::parse(&minimal(&env, &app), "t.toml").unwrap_err().to_string();
+            assert!(err.contains(want), "{env} {app}: {err}");
+        }
+        // A default taken from an app name Kubernetes would refuse says which key to set.
+        let text = format!(
+            "[[environments]]\nname = \"dev\"\n{}\n[[apps]]\nname = \"Web_App\"\n[[apps.versions]]\nversion = \"1.0.0\"\n",
+            kube("shop")
+        );
+        let err = Estate::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("kubernetes.deployment defaults to the app's name") && err.contains("[apps.kubernetes]"),
+            "{err}"
+        );
+        // The same app name is fine where the environment is local.
+        let local = text.replace(&kube("shop"), "");
+        assert!(Estate::parse(&local, "t.toml").is_ok());
     }
 }

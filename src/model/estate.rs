@@ -20,6 +20,10 @@ pub struct Environment {
     pub approvers: Vec<String>,
     #[serde(default)]
     pub promotes_to: Vec<String>,
+    /// Where the environment's workloads run: the embedded local cluster unless it says
+    /// `cluster = { kubernetes = { context = "…", namespace = "…" } }`.
+    #[serde(default, skip_serializing_if = "super::ClusterSettings::is_local")]
+    pub cluster: super::ClusterSettings,
 }
 
 /// How one version of an app behaves when it runs: the local cluster's pods follow it.
@@ -426,6 +430,13 @@ pub struct AppSettings {
     /// How a version maps to a git ref, e.g. `v{version}`; default: `v{version}`, then `{version}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// `[apps.kubernetes]`: the app's object names in Kubernetes environments.
+    #[serde(default, skip_serializing_if = "is_default_kubernetes")]
+    pub kubernetes: super::KubernetesApp,
+}
+
+fn is_default_kubernetes(k: &super::KubernetesApp) -> bool {
+    *k == super::KubernetesApp::default()
 }
 
 fn default_replicas() -> u32 {

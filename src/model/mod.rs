@@ -5,6 +5,7 @@ pub mod duration;
 pub mod emergency;
 pub mod emergency_report;
 pub mod estate;
+pub mod kubernetes;
 pub mod notify;
 pub mod release;
 
@@ -13,5 +14,6 @@ pub use duration::HumanDuration;
 pub use emergency::*;
 pub use emergency_report::*;
 pub use estate::*;
+pub use kubernetes::*;
 pub use notify::*;
 pub use release::*;

@@ -50,6 +50,7 @@ fn app(name: &str, versions: Vec<VersionProfile>, replicas: u32, rps: f64) -> Ap
         overrides: BTreeMap::new(),
         repo: None,
         tag: None,
+        kubernetes: Default::default(),
     }
 }
 
