@@ -1,6 +1,7 @@
 //! The `Cluster` trait: the few primitives every strategy is made of, so a strategy is written
 //! once and runs on the embedded local cluster and (later) on Kubernetes.
 
+pub mod kube;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -162,6 +163,9 @@ pub enum ClusterError {
     NoReadyPod { target: String, version: String },
     #[error("{target}: probe {path} failed: {message}")]
     Probe { target: String, path: String, message: String },
+    /// The Kubernetes API refused or failed a request; the message says which and what to do.
+    #[error("{target}: {message}")]
+    Kubernetes { target: String, message: String },
     #[error("{0}")]
     Other(String),
 }

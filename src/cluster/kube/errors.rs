@@ -1,0 +1,104 @@
+//! API failures in plain words: what shipdeck tried (verb, resource, name), what is missing,
+//! and what to do about it.
+
+use crate::cluster::ClusterError;
+
+/// What a request was for, so a failure can say it.
+#[derive(Debug, Clone, Copy)]
+pub struct Action<'a> {
+    /// An RBAC verb: get, list, watch, create, patch, delete.
+    pub verb: &'static str,
+    /// An RBAC resource: deployments, services, pods/proxy, httproutes…
+    pub resource: &'static str,
+    pub name: &'a str,
+}
+
+impl<'a> Action<'a> {
+    pub fn new(verb: &'static str, resource: &'static str, name: &'a str) -> Self {
+        Self { verb, resource, name }
+    }
+}
+
+/// The HTTP status of an API error, if the API server answered.
+pub fn status(e: &::kube::Error) -> Option<u16> {
+    match e {
+        ::kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// Worth trying again as it was: the API server is busy or failing for a moment.
+pub fn is_transient(e: &::kube::Error) -> bool {
+    matches!(status(e), Some(429 | 500 | 502 | 503 | 504))
+}
+
+pub fn describe(target: &str, namespace: &str, action: Action<'_>, e: &::kube::Error) -> ClusterError {
+    let Action { verb, resource, name } = action;
+    let what = format!("{verb} {resource} {name}");
+    let message = match e {
+        ::kube::Error::Api(s) => {
+            let said = if s.message.is_empty() { s.reason.clone() } else { s.message.clone() };
+            match s.code {
+                401 => format!(
+                    "unauthorized: the API server refused the kubeconfig's credentials ({said}); log in again \
+                     (e.g. refresh the context's token)"
+                ),
+                403 => format!(
+                    "forbidden: shipdeck may not {verb} {resource} in namespace {namespace} — grant the Role in \
+                     the README (Kubernetes said: {said})"
+                ),
+                404 => format!("{} {name} not found in namespace {namespace}{}", singular(resource), hint(resource)),
+                409 => format!(
+                    "conflict: {} {name} was changed by someone else while shipdeck wrote it; look at it and \
+                     try again (Kubernetes said: {said})",
+                    singular(resource)
+                ),
+                code => format!("the API server answered {code} {} to {what}: {said}", s.reason),
+            }
+        }
+        ::kube::Error::HyperError(_) | ::kube::Error::Service(_) => {
+            return ClusterError::Unreachable {
+                target: target.to_string(),
+                message: format!("cannot reach the Kubernetes API server to {what}: {e}"),
+            };
+        }
+        other => format!("{what} failed: {other}"),
+    };
+    ClusterError::Kubernetes { target: target.to_string(), message }
+}
+
+pub fn timed_out(target: &str, action: Action<'_>, after: std::time::Duration) -> ClusterError {
+    ClusterError::Unreachable {
+        target: target.to_string(),
+        message: format!(
+            "the Kubernetes API server did not answer {} {} {} within {}s",
+            action.verb,
+            action.resource,
+            action.name,
+            after.as_secs_f64()
+        ),
+    }
+}
+
+fn singular(resource: &str) -> &str {
+    match resource {
+        "deployments" => "Deployment",
+        "services" => "Service",
+        "httproutes" => "HTTPRoute",
+        "pods" | "pods/proxy" => "Pod",
+        "leases" => "Lease",
+        other => other,
+    }
+}
+
+fn hint(resource: &str) -> &'static str {
+    match resource {
+        "deployments" => {
+            " — shipdeck copies the app's base Deployment for every version; create it, or name it with \
+             [apps.kubernetes] deployment"
+        }
+        "services" => " — create it, or name it with [apps.kubernetes] service / preview_service",
+        "httproutes" => " — create it (Gateway API must be installed), or name it with [apps.kubernetes] http_route",
+        _ => "",
+    }
+}

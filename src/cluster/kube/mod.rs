@@ -1,0 +1,441 @@
+//! The `Cluster` primitives on plain Kubernetes, through kube-rs, for one environment (one
+//! namespace): one Deployment per version, the active/preview Services' selectors, replica-ratio
+//! canaries without a mesh, Gateway API HTTPRoute weights and header matches with one. State
+//! comes from reflectors (see `watch.rs`); the names and objects from `objects.rs`.
+//!
+//! Writes are JSON merge patches (`application/merge-patch+json`) and creates, all with the
+//! field manager `shipdeck`. Each request has a deadline; 429 and 5xx answers and timeouts are
+//! tried again (three attempts, 200 ms then 400 ms apart: every write here sets absolute
+//! values, so a repeat is harmless); a 409 on a create or on an HTTPRoute write is resolved by
+//! reading again once; everything else is said in plain words (see `errors.rs`).
+
+mod errors;
+pub mod objects;
+mod state;
+mod watches;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ::kube::Client;
+use ::kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use async_trait::async_trait;
+use http_body_util::BodyExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use self::errors::{Action, describe, is_transient, status, timed_out};
+use self::objects::*;
+use crate::cluster::*;
+use crate::model::KubeObjects;
+
+/// How long one API request may take before it counts as unanswered.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const ATTEMPTS: u32 = 3;
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// Gateway API's HTTPRoute, read and written as a dynamic object.
+pub fn http_route_resource() -> ApiResource {
+    ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: "HTTPRoute".into(),
+        plural: "httproutes".into(),
+    }
+}
+
+/// One environment's apps on one Kubernetes namespace.
+pub struct KubeCluster {
+    client: Client,
+    namespace: String,
+    apps: BTreeMap<Target, KubeObjects>,
+    senders: BTreeMap<Target, watch::Sender<WorkloadState>>,
+    stores: watches::Stores,
+    writers: Mutex<Option<watches::Writers>>,
+    watch_errors: watches::WatchErrors,
+    changed: Arc<Notify>,
+    route_resource: ApiResource,
+    timeout: Duration,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for KubeCluster {
+    fn drop(&mut self) {
+        for t in self.tasks.get_mut().unwrap_or_else(|e| e.into_inner()).iter() {
+            t.abort();
+        }
+    }
+}
+
+impl KubeCluster {
+    /// A cluster for `apps` in `namespace`; call [`KubeCluster::start`] to start the watches.
+    pub fn new(client: Client, namespace: &str, apps: Vec<(Target, KubeObjects)>) -> Arc<Self> {
+        let route_resource = http_route_resource();
+        let (stores, writers) = watches::stores(&route_resource);
+        let senders = apps.iter().map(|(t, _)| (t.clone(), watch::channel(WorkloadState::default()).0)).collect();
+        Arc::new(Self {
+            client,
+            namespace: namespace.to_string(),
+            apps: apps.into_iter().collect(),
+            senders,
+            stores,
+            writers: Mutex::new(Some(writers)),
+            watch_errors: Default::default(),
+            changed: Arc::new(Notify::new()),
+            route_resource,
+            timeout: REQUEST_TIMEOUT,
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn uses_routes(&self) -> bool {
+        self.apps.values().any(|o| o.http_route.is_some())
+    }
+
+    fn objects(&self, t: &Target) -> Result<&KubeObjects, ClusterError> {
+        self.apps
+            .get(t)
+            .ok_or_else(|| ClusterError::Other(format!("{t} is not an app of Kubernetes namespace {}", self.namespace)))
+    }
+
+    fn params() -> PatchParams {
+        PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+    }
+
+    fn post_params() -> PostParams {
+        PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+    }
+
+    /// One request with a deadline, tried again on 429/5xx and timeouts.
+    async fn call<T, F, Fut>(&self, t: &Target, action: Action<'_>, mut request: F) -> Result<T, ApiFailure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ::kube::Error>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let failure = match tokio::time::timeout(self.timeout, request()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if attempt < ATTEMPTS && is_transient(&e) => e.to_string(),
+                Ok(Err(e)) => {
+                    return Err(ApiFailure {
+                        code: status(&e),
+                        error: describe(&t.to_string(), &self.namespace, action, &e),
+                    });
+                }
+                Err(_) if attempt < ATTEMPTS => "timed out".to_string(),
+                Err(_) => {
+                    return Err(ApiFailure { code: None, error: timed_out(&t.to_string(), action, self.timeout) });
+                }
+            };
+            tracing::debug!("{t}: {} {} {}: {failure}; trying again", action.verb, action.resource, action.name);
+            tokio::time::sleep(RETRY_DELAY * 2u32.pow(attempt - 1)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn patch_deployment_replicas(&self, t: &Target, name: &str, replicas: u32) -> Result<(), ApiFailure> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let body = json!({"spec": {"replicas": replicas}});
+        let (pp, patch) = (Self::params(), Patch::Merge(&body));
+        self.call(t, Action::new("patch", "deployments", name), || api.patch(name, &pp, &patch)).await.map(drop)
+    }
+
+    /// Create the version's Deployment from the base (and its Service, with an HTTPRoute).
+    async fn create_version(
+        &self,
+        t: &Target,
+        o: &KubeObjects,
+        version: &str,
+        replicas: u32,
+    ) -> Result<(), ClusterError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let base = self.call(t, Action::new("get", "deployments", &o.deployment), || api.get(&o.deployment)).await?;
+        let d = version_deployment(&base, o, version, replicas)
+            .map_err(|m| ClusterError::Kubernetes { target: t.to_string(), message: m })?;
+        let name = version_deployment_name(o, version);
+        let post = Self::post_params();
+        match self.call(t, Action::new("create", "deployments", &name), || api.create(&post, &d)).await {
+            Ok(_) => {}
+            // Someone (another console, a retried create) made it meanwhile: set its size.
+            Err(f) if f.code == Some(409) => self.patch_deployment_replicas(t, &name, replicas).await?,
+            Err(f) => return Err(f.error),
+        }
+        if o.http_route.is_some() {
+            let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+            let base = self.call(t, Action::new("get", "services", &o.service), || services.get(&o.service)).await?;
+            let svc = version_service(&base, o, version);
+            let name = version_service_name(o, version);
+            let post = Self::post_params();
+            let made = self.call(t, Action::new("create", "services", &name), || services.create(&post, &svc));
+            match made.await {
+                Ok(_) => {}
+                Err(f) if f.code == Some(409) => {}
+                Err(f) => return Err(f.error),
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_version(&self, t: &Target, o: &KubeObjects, version: &str) -> Result<(), ClusterError> {
+        let dp = DeleteParams::background();
+        let name = version_deployment_name(o, version);
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        match self.call(t, Action::new("delete", "deployments", &name), || api.delete(&name, &dp)).await {
+            Ok(_) => {}
+            Err(f) if f.code == Some(404) => {}
+            Err(f) => return Err(f.error),
+        }
+        if o.http_route.is_some() {
+            let name = version_service_name(o, version);
+            let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+            match self.call(t, Action::new("delete", "services", &name), || api.delete(&name, &dp)).await {
+                Ok(_) | Err(ApiFailure { code: Some(404), .. }) => {}
+                Err(f) => return Err(f.error),
+            }
+        }
+        Ok(())
+    }
+
+    async fn patch_service(&self, t: &Target, name: &str, body: &Value) -> Result<(), ClusterError> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        let (pp, patch) = (Self::params(), Patch::Merge(body));
+        self.call(t, Action::new("patch", "services", name), || api.patch(name, &pp, &patch)).await?;
+        Ok(())
+    }
+
+    /// Rewrite the HTTPRoute's rules for `routing`, guarded by the resourceVersion read: a
+    /// concurrent change (409) is read again and the write made once more.
+    async fn write_route(
+        &self,
+        t: &Target,
+        o: &KubeObjects,
+        route: &str,
+        routing: &Routing,
+    ) -> Result<(), ClusterError> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.namespace, &self.route_resource);
+        let plain = |message: String| ClusterError::Kubernetes { target: t.to_string(), message };
+        for attempt in 1..=2 {
+            let current = self.call(t, Action::new("get", "httproutes", route), || api.get(route)).await?;
+            let rules = current.data.pointer("/spec/rules").and_then(Value::as_array).cloned().unwrap_or_default();
+            let ours = current.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(ROUTING_ANNOTATION));
+            if !ours && rules.len() > 1 {
+                return Err(plain(format!(
+                    "HTTPRoute {route} has {} rules; shipdeck drives a route with one rule (its matches and \
+                     filters are kept) — split the others into another HTTPRoute",
+                    rules.len()
+                )));
+            }
+            // Once shipdeck wrote it, the weighted rule is the last one; before, the only one.
+            let template = rules.last().cloned().unwrap_or_else(|| json!({}));
+            let template = strip_header_match(template, routing);
+            let rules =
+                http_route_rules(o, &template, routing).map_err(|m| plain(format!("HTTPRoute {route}: {m}")))?;
+            let body = json!({
+                "metadata": {
+                    "resourceVersion": current.metadata.resource_version,
+                    "annotations": {ROUTING_ANNOTATION: routing_json(routing)},
+                },
+                "spec": {"rules": rules},
+            });
+            let (pp, patch) = (Self::params(), Patch::Merge(&body));
+            let patched =
+                self.call(t, Action::new("patch", "httproutes", route), || api.patch(route, &pp, &patch)).await;
+            match patched {
+                Ok(_) => return Ok(()),
+                Err(f) if f.code == Some(409) && attempt == 1 => continue,
+                Err(f) => return Err(f.error),
+            }
+        }
+        Err(plain(format!("HTTPRoute {route} kept changing while shipdeck wrote it; try again")))
+    }
+
+    /// The snapshot's state of one app, once the watches have listed.
+    async fn synced_state(&self, t: &Target) -> Result<WorkloadState, ClusterError> {
+        let o = self.objects(t)?;
+        let ready = tokio::time::timeout(self.timeout, self.stores.wait_until_ready(self.uses_routes())).await;
+        if !matches!(ready, Ok(true)) {
+            let why = self.watch_errors.summary().unwrap_or_else(|| "no answer yet".into());
+            return Err(ClusterError::Unreachable {
+                target: t.to_string(),
+                message: format!(
+                    "the watches of namespace {} have not listed within {}s: {why}",
+                    self.namespace,
+                    self.timeout.as_secs()
+                ),
+            });
+        }
+        Ok(state::compute(o, &self.stores.snapshot()))
+    }
+}
+
+/// Header rules are rebuilt from `routing` every time: the template must not keep ours.
+fn strip_header_match(mut template: Value, routing: &Routing) -> Value {
+    if let Some(ms) = template.get_mut("matches").and_then(Value::as_array_mut) {
+        for m in ms.iter_mut() {
+            if let Some(hs) = m.get_mut("headers").and_then(Value::as_array_mut) {
+                hs.retain(|h| {
+                    let name = h.get("name").and_then(Value::as_str).unwrap_or_default();
+                    !routing.matches.iter().any(|r| r.name.eq_ignore_ascii_case(name)) && name != "cookie"
+                });
+            }
+        }
+    }
+    template
+}
+
+/// A failed request: its HTTP status (to decide what to do) and the words for the user.
+struct ApiFailure {
+    code: Option<u16>,
+    error: ClusterError,
+}
+
+impl From<ApiFailure> for ClusterError {
+    fn from(f: ApiFailure) -> Self {
+        f.error
+    }
+}
+
+#[async_trait]
+impl Cluster for KubeCluster {
+    async fn scale(&self, t: &Target, version: &str, replicas: u32) -> Result<(), ClusterError> {
+        let o = self.objects(t)?;
+        check_version(o, version).map_err(|m| ClusterError::Kubernetes { target: t.to_string(), message: m })?;
+        if replicas == 0 {
+            return self.delete_version(t, o, version).await;
+        }
+        let name = version_deployment_name(o, version);
+        match self.patch_deployment_replicas(t, &name, replicas).await {
+            Ok(()) => Ok(()),
+            Err(f) if f.code == Some(404) => self.create_version(t, o, version, replicas).await,
+            Err(f) => Err(f.error),
+        }
+    }
+
+    async fn restart(&self, t: &Target, version: &str) -> Result<(), ClusterError> {
+        let o = self.objects(t)?;
+        let name = version_deployment_name(o, version);
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let body =
+            json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}});
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let (pp, patch) = (Self::params(), Patch::Merge(&body));
+        self.call(t, Action::new("patch", "deployments", &name), || api.patch(&name, &pp, &patch)).await?;
+        Ok(())
+    }
+
+    async fn set_routing(&self, t: &Target, routing: &Routing) -> Result<(), ClusterError> {
+        let o = self.objects(t)?;
+        // Refused before anything moves: traffic is never left half-moved by a request that could not work.
+        if o.http_route.is_none() && !routing.matches.is_empty() {
+            return Err(ClusterError::Kubernetes {
+                target: t.to_string(),
+                message: "header and cookie matches need a Gateway API HTTPRoute: name it with \
+                          [apps.kubernetes] http_route"
+                    .into(),
+            });
+        }
+        for v in routing.weights.keys().chain(routing.matches.iter().map(|m| &m.version)).chain(&routing.preview) {
+            check_version(o, v).map_err(|m| ClusterError::Kubernetes { target: t.to_string(), message: m })?;
+        }
+        if let Some(preview) = &routing.preview {
+            self.patch_service(t, &o.preview_service, &preview_service_patch(o, preview)).await?;
+        }
+        match &o.http_route {
+            Some(route) => self.write_route(t, o, route, routing).await,
+            None => self.patch_service(t, &o.service, &active_service_patch(o, routing)).await,
+        }
+    }
+
+    async fn state(&self, t: &Target) -> Result<WorkloadState, ClusterError> {
+        self.synced_state(t).await
+    }
+
+    async fn watch(&self, t: &Target) -> Result<watch::Receiver<WorkloadState>, ClusterError> {
+        self.objects(t)?;
+        let tx = self.senders.get(t).ok_or_else(|| ClusterError::Other(format!("no workload {t}")))?;
+        Ok(tx.subscribe())
+    }
+
+    async fn probe(&self, t: &Target, version: &str, req: &ProbeRequest) -> Result<ProbeResponse, ClusterError> {
+        let o = self.objects(t)?;
+        let state = self.synced_state(t).await?;
+        let no_pod = || ClusterError::NoReadyPod { target: t.to_string(), version: version.to_string() };
+        let pod_name = state.pods.iter().find(|p| p.version == version && p.ready).ok_or_else(no_pod)?.name.clone();
+        let pods = self.stores.pods.state();
+        let pod: &Arc<Pod> = pods.iter().find(|p| p.metadata.name.as_deref() == Some(&pod_name)).ok_or_else(no_pod)?;
+        let port = probe_port(pod, &o.container).ok_or_else(|| ClusterError::Probe {
+            target: t.to_string(),
+            path: req.path.clone(),
+            message: format!(
+                "container {} of pod {pod_name} declares no containerPort; shipdeck probes through the first one",
+                o.container
+            ),
+        })?;
+        let path = if req.path.starts_with('/') { req.path.clone() } else { format!("/{}", req.path) };
+        let uri = format!("/api/v1/namespaces/{}/pods/{pod_name}:{port}/proxy{path}", self.namespace);
+        let failed = |message: String| ClusterError::Probe { target: t.to_string(), path: req.path.clone(), message };
+        let request = http::Request::builder()
+            .method(req.method.as_str())
+            .uri(&uri)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(::kube::client::Body::from(req.body.clone().unwrap_or_default().into_bytes()))
+            .map_err(|e| failed(e.to_string()))?;
+        let limit = Duration::from_millis(req.timeout_ms.max(1));
+        let started = tokio::time::Instant::now();
+        let exchange = async {
+            let response = self.client.send(request).await?;
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await.map_err(|e| ::kube::Error::Service(Box::new(e)))?.to_bytes();
+            Ok::<_, ::kube::Error>((parts.status.as_u16(), String::from_utf8_lossy(&bytes).to_string()))
+        };
+        let (code, body) = match tokio::time::timeout(limit, exchange).await {
+            Err(_) => return Err(failed(format!("no answer through the API server's pod proxy within {limit:?}"))),
+            Ok(Err(e)) => {
+                return Err(describe(&t.to_string(), &self.namespace, Action::new("get", "pods/proxy", &pod_name), &e));
+            }
+            Ok(Ok(answer)) => answer,
+        };
+        // The API server's own refusal (RBAC), not the app's: a Status object about pods.
+        if code == 403 && refused_by_api_server(&body) {
+            return Err(ClusterError::Kubernetes {
+                target: t.to_string(),
+                message: format!(
+                    "forbidden: shipdeck may not get pods/proxy in namespace {} — grant the Role in the README",
+                    self.namespace
+                ),
+            });
+        }
+        Ok(ProbeResponse { status: code, body, latency_ms: started.elapsed().as_secs_f64() * 1000.0 })
+    }
+}
+
+fn refused_by_api_server(body: &str) -> bool {
+    serde_json::from_str::<Value>(body).is_ok_and(|v| {
+        v.get("kind").and_then(Value::as_str) == Some("Status")
+            && v.pointer("/details/kind").and_then(Value::as_str) == Some("pods")
+    })
+}
+
+/// The named container's first port, else the first port any container declares.
+fn probe_port(pod: &Pod, container: &str) -> Option<i32> {
+    let spec = pod.spec.as_ref()?;
+    let first = |c: &k8s_openapi::api::core::v1::Container| c.ports.as_ref()?.first().map(|p| p.container_port);
+    spec.containers
+        .iter()
+        .find(|c| c.name == container)
+        .and_then(first)
+        .or_else(|| spec.containers.iter().find_map(first))
+}

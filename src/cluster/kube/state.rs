@@ -1,0 +1,151 @@
+//! A workload's state, computed from what the watches hold: the version Deployments' status,
+//! their pods, and the routing object (active Service or HTTPRoute).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ::kube::api::DynamicObject;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::objects::{APP_LABEL, ROUTING_ANNOTATION, VERSION_LABEL, version_service_name};
+use crate::cluster::{PodPhase, PodState, Routing, VersionReplicas, WorkloadState};
+use crate::model::KubeObjects;
+
+/// Everything the watches hold for one namespace.
+#[derive(Default)]
+pub struct Snapshot {
+    pub deployments: Vec<Arc<Deployment>>,
+    pub pods: Vec<Arc<Pod>>,
+    pub services: Vec<Arc<Service>>,
+    pub routes: Vec<Arc<DynamicObject>>,
+}
+
+fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+/// The version an object of this app belongs to.
+fn version_of<'a>(meta: &'a ObjectMeta, objects: &KubeObjects) -> Option<&'a str> {
+    (label(meta, APP_LABEL)? == objects.deployment).then_some(())?;
+    label(meta, VERSION_LABEL)
+}
+
+pub fn compute(objects: &KubeObjects, snap: &Snapshot) -> WorkloadState {
+    let mut versions: BTreeMap<String, VersionReplicas> = BTreeMap::new();
+    for d in &snap.deployments {
+        let Some(v) = version_of(&d.metadata, objects) else { continue };
+        let status = d.status.clone().unwrap_or_default();
+        let count = |n: Option<i32>| n.unwrap_or(0).max(0) as u32;
+        versions.insert(
+            v.to_string(),
+            VersionReplicas {
+                desired: count(d.spec.as_ref().and_then(|s| s.replicas)),
+                updated: count(status.replicas),
+                ready: count(status.ready_replicas),
+                available: count(status.available_replicas),
+            },
+        );
+    }
+    let mut pods: Vec<PodState> =
+        snap.pods.iter().filter_map(|p| Some(pod_state(p, version_of(&p.metadata, objects)?))).collect();
+    pods.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let service = |name: &str| snap.services.iter().find(|s| s.metadata.name.as_deref() == Some(name));
+    let route = objects
+        .http_route
+        .as_deref()
+        .and_then(|name| snap.routes.iter().find(|r| r.metadata.name.as_deref() == Some(name)));
+    let active = service(&objects.service);
+    let carrier = match &objects.http_route {
+        Some(_) => route.map(|r| &r.metadata),
+        None => active.map(|s| &s.metadata),
+    };
+    let selected = active.and_then(|s| s.spec.as_ref()?.selector.as_ref()?.get(VERSION_LABEL).cloned());
+    let routing = carrier
+        .and_then(|m| annotation(m, ROUTING_ANNOTATION))
+        .and_then(|json| serde_json::from_str::<Routing>(json).ok())
+        .or_else(|| selected.as_deref().filter(|v| !v.is_empty()).map(Routing::all_to))
+        .unwrap_or_default();
+
+    let actual_weights = match (&objects.http_route, route) {
+        (Some(_), Some(r)) => route_weights(objects, r, &versions, &routing),
+        (Some(_), None) => BTreeMap::new(),
+        (None, _) => by_ready_pods(&pods, selected.as_deref(), active.is_some()),
+    };
+    WorkloadState { versions, pods, routing, actual_weights, entry_url: None, preview_url: None }
+}
+
+/// Without a mesh the Service spreads requests over ready endpoints: a version's share is its
+/// share of the ready pods the Service selects.
+fn by_ready_pods(pods: &[PodState], selected: Option<&str>, has_service: bool) -> BTreeMap<String, f64> {
+    if !has_service {
+        return BTreeMap::new();
+    }
+    let mut ready: BTreeMap<String, u32> = BTreeMap::new();
+    for p in pods.iter().filter(|p| p.ready && selected.is_none_or(|v| v == p.version)) {
+        *ready.entry(p.version.clone()).or_default() += 1;
+    }
+    let total: u32 = ready.values().sum();
+    ready.into_iter().map(|(v, n)| (v, n as f64 * 100.0 / total.max(1) as f64)).collect()
+}
+
+/// The weights the HTTPRoute's weighted rule holds, per version, out of 100.
+fn route_weights(
+    objects: &KubeObjects,
+    route: &DynamicObject,
+    versions: &BTreeMap<String, VersionReplicas>,
+    routing: &Routing,
+) -> BTreeMap<String, f64> {
+    let by_service: BTreeMap<String, &str> =
+        versions.keys().chain(routing.weights.keys()).map(|v| (version_service_name(objects, v), v.as_str())).collect();
+    let refs = route.data.pointer("/spec/rules").and_then(|r| r.as_array()).and_then(|rules| rules.last());
+    let refs = refs.and_then(|r| r.get("backendRefs")).and_then(|b| b.as_array()).cloned().unwrap_or_default();
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    for r in &refs {
+        let (Some(name), weight) = (r.get("name").and_then(|n| n.as_str()), r.get("weight").and_then(|w| w.as_u64()))
+        else {
+            continue;
+        };
+        let version = by_service.get(name).map(|v| v.to_string()).unwrap_or_else(|| name.to_string());
+        *out.entry(version).or_default() += weight.unwrap_or(1) as f64;
+    }
+    let total: f64 = out.values().sum();
+    if total > 0.0 {
+        out.values_mut().for_each(|w| *w = *w * 100.0 / total);
+    }
+    out
+}
+
+fn pod_state(p: &Pod, version: &str) -> PodState {
+    let status = p.status.clone().unwrap_or_default();
+    let containers = status.container_statuses.clone().unwrap_or_default();
+    let waiting: Vec<String> =
+        containers.iter().filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone()).collect();
+    let ready =
+        status.conditions.as_ref().is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let phase = if p.metadata.deletion_timestamp.is_some() {
+        PodPhase::Terminating
+    } else if waiting.iter().any(|r| r == "CrashLoopBackOff") {
+        PodPhase::CrashLoopBackOff
+    } else if waiting.iter().any(|r| r == "ImagePullBackOff" || r == "ErrImagePull" || r == "InvalidImageName") {
+        PodPhase::ImagePullBackOff
+    } else if status.phase.as_deref() == Some("Running") {
+        PodPhase::Running
+    } else {
+        PodPhase::Starting
+    };
+    PodState {
+        name: p.metadata.name.clone().unwrap_or_default(),
+        version: version.to_string(),
+        phase,
+        ready,
+        restarts: containers.iter().map(|c| c.restart_count.max(0) as u32).sum(),
+        address: status.pod_ip,
+    }
+}

@@ -1,0 +1,190 @@
+//! The namespace's state, kept by kube-runtime reflectors (list once, then watch; a `410 Gone`
+//! makes the watcher list again) — never by polling. Every change recomputes the workloads'
+//! states and wakes their `watch()` receivers when something they show changed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use ::kube::Api;
+use ::kube::api::{ApiResource, DynamicObject};
+use ::kube::runtime::reflector::{self, Store, store::Writer};
+use ::kube::runtime::{WatchStreamExt, watcher};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+
+use super::KubeCluster;
+use super::errors::{Action, describe};
+use super::objects::VERSION_LABEL;
+use super::state::Snapshot;
+
+/// Readers of what the watches hold.
+#[derive(Clone)]
+pub struct Stores {
+    pub deployments: Store<Deployment>,
+    pub pods: Store<Pod>,
+    pub services: Store<Service>,
+    pub routes: Store<DynamicObject>,
+}
+
+/// The writing ends, handed to the watch tasks when they start (or fed by tests).
+pub struct Writers {
+    pub deployments: Writer<Deployment>,
+    pub pods: Writer<Pod>,
+    pub services: Writer<Service>,
+    pub routes: Writer<DynamicObject>,
+}
+
+pub fn stores(routes: &ApiResource) -> (Stores, Writers) {
+    let (deployments, wd) = reflector::store();
+    let (pods, wp) = reflector::store();
+    let (services, ws) = reflector::store();
+    let wr = Writer::new(routes.clone());
+    let routes = wr.as_reader();
+    (Stores { deployments, pods, services, routes }, Writers { deployments: wd, pods: wp, services: ws, routes: wr })
+}
+
+impl Stores {
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            deployments: self.deployments.state(),
+            pods: self.pods.state(),
+            services: self.services.state(),
+            routes: self.routes.state(),
+        }
+    }
+
+    /// Whether every watch that runs has listed once.
+    pub async fn wait_until_ready(&self, with_routes: bool) -> bool {
+        let base = self.deployments.wait_until_ready().await.is_ok()
+            && self.pods.wait_until_ready().await.is_ok()
+            && self.services.wait_until_ready().await.is_ok();
+        base && (!with_routes || self.routes.wait_until_ready().await.is_ok())
+    }
+}
+
+/// The last error each watch met, by resource, cleared when it recovers.
+#[derive(Default)]
+pub struct WatchErrors(Mutex<BTreeMap<&'static str, String>>);
+
+impl WatchErrors {
+    fn set(&self, resource: &'static str, message: Option<String>) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match message {
+            Some(m) => all.insert(resource, m),
+            None => all.remove(resource),
+        };
+    }
+
+    pub fn summary(&self) -> Option<String> {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (!all.is_empty()).then(|| all.values().cloned().collect::<Vec<_>>().join("; "))
+    }
+}
+
+impl KubeCluster {
+    /// Start the watches (once) and the task that turns their changes into workload states.
+    pub fn start(self: &Arc<Self>) {
+        let Some(writers) = self.writers.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let ns = self.namespace.as_str();
+        let labelled = watcher::Config::default().labels(VERSION_LABEL);
+        let me = Arc::downgrade(self);
+        let mut tasks = vec![
+            spawn_watch(
+                Api::namespaced(self.client.clone(), ns),
+                labelled.clone(),
+                writers.deployments,
+                &me,
+                "deployments",
+            ),
+            spawn_watch(Api::namespaced(self.client.clone(), ns), labelled, writers.pods, &me, "pods"),
+            spawn_watch(
+                Api::namespaced(self.client.clone(), ns),
+                watcher::Config::default(),
+                writers.services,
+                &me,
+                "services",
+            ),
+        ];
+        if self.uses_routes() {
+            let api = Api::namespaced_with(self.client.clone(), ns, &self.route_resource);
+            tasks.push(spawn_watch(api, watcher::Config::default(), writers.routes, &me, "httproutes"));
+        }
+        let changed = self.changed.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                changed.notified().await;
+                let Some(cluster) = me.upgrade() else { break };
+                cluster.refresh();
+            }
+        }));
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend(tasks);
+    }
+
+    /// Recompute every workload from the stores; receivers wake only on a real change.
+    pub(super) fn refresh(&self) {
+        let snap = self.stores.snapshot();
+        for (t, objects) in &self.apps {
+            let Some(tx) = self.senders.get(t) else { continue };
+            let next = super::state::compute(objects, &snap);
+            tx.send_if_modified(|cur| {
+                let changed = *cur != next;
+                if changed {
+                    *cur = next;
+                }
+                changed
+            });
+        }
+    }
+
+    /// Feed the stores by hand, as the watches would (tests of the state and the probe).
+    #[cfg(test)]
+    pub(super) fn feed(&self, f: impl FnOnce(&mut Writers)) {
+        if let Some(w) = self.writers.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            f(w);
+        }
+        self.refresh();
+    }
+}
+
+fn spawn_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    writer: Writer<K>,
+    cluster: &Weak<KubeCluster>,
+    resource: &'static str,
+) -> tokio::task::JoinHandle<()>
+where
+    K: ::kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+        futures::pin_mut!(stream);
+        while let Some(item) = stream.next().await {
+            let Some(c) = cluster.upgrade() else { break };
+            match item {
+                Ok(_) => {
+                    c.watch_errors.set(resource, None);
+                    c.changed.notify_one();
+                }
+                Err(e) => {
+                    let message = watch_error(&c, resource, &e);
+                    tracing::warn!("{message}");
+                    c.watch_errors.set(resource, Some(message));
+                }
+            }
+        }
+    })
+}
+
+fn watch_error(c: &KubeCluster, resource: &'static str, e: &watcher::Error) -> String {
+    let target = format!("namespace {}", c.namespace);
+    let (verb, inner) = match e {
+        watcher::Error::InitialListFailed(e) => ("list", e),
+        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", e),
+        other => return format!("{target}: watching {resource}: {other}"),
+    };
+    describe(&target, &c.namespace, Action::new(verb, resource, ""), inner).to_string()
+}
