@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::Target;
+use std::collections::BTreeMap;
+
 use crate::cluster::local::LocalCluster;
+use crate::cluster::routed::EstateCluster;
+use crate::cluster::{Cluster, Target};
 use crate::config::{Estate, paths};
 use crate::engine::{Engine, Event};
 use crate::flags::{FileFlagStore, FlagEvaluator};
@@ -226,6 +229,30 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The targets of environments that run on the local cluster.
+fn local_targets(estate: &Estate) -> Vec<(Target, crate::model::AppSettings)> {
+    let local = |env: &str| estate.env(env).is_none_or(|e| e.cluster.is_local());
+    estate.targets().into_iter().filter(|(t, _)| local(&t.env)).collect()
+}
+
+/// A cluster per Kubernetes environment (one that cannot be used says why on every call).
+async fn kubernetes_clusters(estate: &Estate) -> BTreeMap<String, Arc<dyn Cluster>> {
+    let mut by_env = BTreeMap::new();
+    for env in estate.environments.iter().filter(|e| !e.cluster.is_local()) {
+        let apps = estate
+            .targets()
+            .into_iter()
+            .filter(|(t, _)| t.env == env.name)
+            .map(|(t, s)| {
+                let objects = s.kubernetes.resolve(&s.name);
+                (t, objects)
+            })
+            .collect();
+        by_env.insert(env.name.clone(), crate::cluster::kube::connect(env, apps, None).await);
+    }
+    by_env
+}
+
 impl Host {
     /// Take the data dir, open the store and bring the local cluster back as recorded.
     pub async fn start(estate: Arc<Estate>, data_dir: &Path, readonly: bool, what: &str) -> Result<Host, HostError> {
@@ -257,16 +284,22 @@ impl Host {
                 tracing::warn!("emergency {} was interrupted while executing; marked failed", e.id);
             }
         }
-        let restore = store.workloads()?;
+        let local_targets = local_targets(&estate);
+        let mut restore = store.workloads()?;
+        restore.retain(|t, _| local_targets.iter().any(|(l, _)| l == t));
         // Load starts once the pods serve: requests answered 503 while the cluster boots would
         // count against the versions in the first measurement windows.
-        let quiet = estate.targets().into_iter().map(|(t, mut s)| {
+        let quiet = local_targets.iter().cloned().map(|(t, mut s)| {
             s.rps = 0.0;
             (t, s)
         });
         let cluster =
             LocalCluster::start(quiet.collect(), restore).await.map_err(|e| HostError::Cluster(e.to_string()))?;
-        let engine = Engine::new(estate.clone(), cluster.clone(), cluster.clone(), store.clone(), readonly);
+        let engine_cluster: Arc<dyn Cluster> = match kubernetes_clusters(&estate).await {
+            by_env if by_env.is_empty() => cluster.clone(),
+            by_env => Arc::new(EstateCluster::new(cluster.clone(), by_env)),
+        };
+        let engine = Engine::new(estate.clone(), engine_cluster, cluster.clone(), store.clone(), readonly);
         engine.attach_flag_metrics(cluster.clone());
         let opened = match flags_file {
             Some(path) => FileFlagStore::open(path, None),
@@ -299,7 +332,7 @@ impl Host {
             Arc::new(move |e| report_to.publish(e)),
         );
         let scrape =
-            spawn_scrape_targets(cluster.clone(), estate.targets().into_iter().map(|(t, _)| t).collect(), data_dir);
+            spawn_scrape_targets(cluster.clone(), local_targets.iter().map(|(t, _)| t.clone()).collect(), data_dir);
         let host = Host {
             engine,
             cluster,
@@ -314,8 +347,8 @@ impl Host {
             _lock: lock,
         };
         host.wait_until_serving(Duration::from_secs(10)).await;
-        for (t, s) in estate.targets() {
-            host.cluster.set_load(&t, s.rps);
+        for (t, s) in &local_targets {
+            host.cluster.set_load(t, s.rps);
         }
         if !readonly && let Err(e) = host.engine.collect_garbage().await {
             tracing::warn!("cleaning up unrouted versions: {e}");
@@ -350,7 +383,7 @@ impl Host {
     /// checks of the current version see it as it is, not as it boots.
     async fn wait_until_serving(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
-        for (target, _) in self.engine.estate().targets() {
+        for (target, _) in local_targets(self.engine.estate()) {
             let Ok(mut rx) = crate::cluster::Cluster::watch(self.cluster.as_ref(), &target).await else { continue };
             loop {
                 let serving = {

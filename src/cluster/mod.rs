@@ -3,6 +3,7 @@
 
 pub mod kube;
 pub mod local;
+pub mod routed;
 
 use std::collections::BTreeMap;
 

@@ -459,9 +459,14 @@ impl Engine {
     }
 
     /// Removes versions that take no traffic from workloads that have no active release:
-    /// leftovers of a process that stopped during a scale-down delay.
+    /// leftovers of a process that stopped during a scale-down delay. Only on the local
+    /// cluster: on a shared Kubernetes cluster another console may be in the middle of a
+    /// rollout this one cannot see (no Lease yet), so nothing there is removed on its own.
     pub async fn collect_garbage(&self) -> Result<(), EngineError> {
         for (target, _) in self.inner.estate.targets() {
+            if self.inner.estate.env(&target.env).is_some_and(|e| !e.cluster.is_local()) {
+                continue;
+            }
             if self.inner.store.active_release(&target.env, &target.app)?.is_some() {
                 continue;
             }

@@ -9,6 +9,7 @@
 //! values, so a repeat is harmless); a 409 on a create or on an HTTPRoute write is resolved by
 //! reading again once; everything else is said in plain words (see `errors.rs`).
 
+mod connect;
 mod errors;
 pub mod objects;
 mod state;
@@ -31,6 +32,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
+pub use self::connect::{CONNECT_TIMEOUT, connect};
 use self::errors::{Action, describe, is_transient, status, timed_out};
 use self::objects::*;
 use crate::cluster::*;

@@ -1,0 +1,92 @@
+//! One `Cluster` for the whole estate: each environment's calls go to the cluster it runs on
+//! (the local one, or its Kubernetes namespace).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::*;
+
+pub struct EstateCluster {
+    local: Arc<dyn Cluster>,
+    by_env: BTreeMap<String, Arc<dyn Cluster>>,
+}
+
+impl EstateCluster {
+    /// `by_env` names the environments that do not run on `local`.
+    pub fn new(local: Arc<dyn Cluster>, by_env: BTreeMap<String, Arc<dyn Cluster>>) -> Self {
+        Self { local, by_env }
+    }
+
+    fn pick(&self, t: &Target) -> &dyn Cluster {
+        self.by_env.get(&t.env).unwrap_or(&self.local).as_ref()
+    }
+}
+
+#[async_trait]
+impl Cluster for EstateCluster {
+    async fn scale(&self, t: &Target, version: &str, replicas: u32) -> Result<(), ClusterError> {
+        self.pick(t).scale(t, version, replicas).await
+    }
+
+    async fn restart(&self, t: &Target, version: &str) -> Result<(), ClusterError> {
+        self.pick(t).restart(t, version).await
+    }
+
+    async fn set_routing(&self, t: &Target, routing: &Routing) -> Result<(), ClusterError> {
+        self.pick(t).set_routing(t, routing).await
+    }
+
+    async fn state(&self, t: &Target) -> Result<WorkloadState, ClusterError> {
+        self.pick(t).state(t).await
+    }
+
+    async fn watch(&self, t: &Target) -> Result<watch::Receiver<WorkloadState>, ClusterError> {
+        self.pick(t).watch(t).await
+    }
+
+    async fn probe(&self, t: &Target, version: &str, req: &ProbeRequest) -> Result<ProbeResponse, ClusterError> {
+        self.pick(t).probe(t, version, req).await
+    }
+}
+
+/// A cluster that could not be reached when shipdeck started: every call says why, so the
+/// environment's commands fail plainly (exit 3) while the others keep working.
+pub struct UnavailableCluster {
+    pub message: String,
+}
+
+impl UnavailableCluster {
+    fn err(&self, t: &Target) -> ClusterError {
+        ClusterError::Unreachable { target: t.to_string(), message: self.message.clone() }
+    }
+}
+
+#[async_trait]
+impl Cluster for UnavailableCluster {
+    async fn scale(&self, t: &Target, _: &str, _: u32) -> Result<(), ClusterError> {
+        Err(self.err(t))
+    }
+
+    async fn restart(&self, t: &Target, _: &str) -> Result<(), ClusterError> {
+        Err(self.err(t))
+    }
+
+    async fn set_routing(&self, t: &Target, _: &Routing) -> Result<(), ClusterError> {
+        Err(self.err(t))
+    }
+
+    async fn state(&self, t: &Target) -> Result<WorkloadState, ClusterError> {
+        Err(self.err(t))
+    }
+
+    async fn watch(&self, t: &Target) -> Result<watch::Receiver<WorkloadState>, ClusterError> {
+        Err(self.err(t))
+    }
+
+    async fn probe(&self, t: &Target, _: &str, _: &ProbeRequest) -> Result<ProbeResponse, ClusterError> {
+        Err(self.err(t))
+    }
+}
