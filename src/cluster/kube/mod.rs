@@ -11,6 +11,7 @@
 
 mod connect;
 mod errors;
+pub mod lease;
 pub mod objects;
 mod state;
 mod watches;

@@ -3,6 +3,7 @@
 //! body before answering it.
 
 mod failures;
+mod lease;
 mod reads;
 mod writes;
 
