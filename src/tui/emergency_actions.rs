@@ -12,6 +12,14 @@ use super::wizard::{Outcome, Wizard};
 impl App {
     pub(super) fn emergency_action(&mut self, action: Action) -> Vec<Effect> {
         match action {
+            Action::NewEmergency if self.wizard.is_some() => {
+                self.message = Some(("the hotfix wizard is open; esc leaves it first".into(), Tone::Error));
+                Vec::new()
+            }
+            Action::Approve if self.wizard.is_some() => {
+                self.message = Some(("approve from the list: esc leaves the wizard first".into(), Tone::Error));
+                Vec::new()
+            }
             Action::NewEmergency => {
                 let versions = self
                     .snapshot

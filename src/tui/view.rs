@@ -127,7 +127,12 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
     let mut width = 0usize;
     let mut seen = Vec::new();
     for b in app.keymap.bindings(ctx) {
-        if seen.contains(&b.action) || footer_skips(b.action, ctx) {
+        // In the wizard, the pane's own list keys (new, approve) do not apply.
+        let in_wizard = app.wizard.is_some() && app.pane == Pane::Emergency;
+        if seen.contains(&b.action)
+            || footer_skips(b.action, ctx)
+            || in_wizard && matches!(b.action, Action::NewEmergency | Action::Approve)
+        {
             continue;
         }
         seen.push(b.action);

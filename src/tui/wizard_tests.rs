@@ -217,3 +217,39 @@ fn an_emergency_in_the_list_is_approved_after_a_confirmation() {
     let effects = press(&mut a, KeyCode::Char('y'));
     assert!(matches!(&effects[..], [Effect::Execute(Command::ApproveEmergency { id })] if id == "ER-20261127120000"));
 }
+
+#[test]
+fn n_and_a_do_not_replace_or_approve_while_the_wizard_is_open() {
+    let mut a = app();
+    a.snapshot.emergencies = vec![emergency(EmergencyStatus::PendingApproval, &["bob"])];
+    typed(&mut a, "n");
+    press(&mut a, KeyCode::Down);
+    typed(&mut a, "n");
+    assert_eq!(a.wizard.as_ref().unwrap().kind, 1, "the wizard kept what was chosen");
+    let effects = a.on_key(KeyEvent::new(KeyCode::Char('A'), KeyModifiers::NONE));
+    assert!(effects.is_empty() && !matches!(a.mode, Mode::Confirm(_)), "{effects:?}");
+    assert!(a.message.clone().unwrap().0.contains("esc leaves the wizard"));
+}
+
+#[test]
+fn the_live_log_always_shows_its_newest_line() {
+    use ratatui::{Terminal, backend::TestBackend};
+    let mut e = emergency(EmergencyStatus::Executing, &["bob", "carol"]);
+    e.log = (0..100)
+        .map(|i| crate::model::EmergencyLogEntry {
+            at: chrono::Utc::now(),
+            step: "tests payments".into(),
+            ok: true,
+            message: format!("line {i}: {}", "a long line of test output that wraps ".repeat(4)),
+        })
+        .collect();
+    for (w, h) in [(80, 24), (160, 48)] {
+        let mut a = app();
+        a.wizard = Some(super::wizard::Wizard::follow(e.clone()));
+        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| super::view::draw(f, &a)).unwrap();
+        let screen: String = term.backend().buffer().content().iter().map(|c| c.symbol()).collect();
+        assert!(screen.contains("line 99:"), "{w}×{h}: the newest line is on screen");
+        assert!(screen.contains("line 98:"), "{w}×{h}: and the one before it");
+    }
+}

@@ -162,7 +162,7 @@ fn report_lines(app: &App) -> Vec<Line<'static>> {
 /// The plan as lines, for the wizard's preview.
 pub fn plan_lines(t: &Theme, p: &EmergencyPlan) -> Vec<Line<'static>> {
     let item =
-        |k: &str, v: String| Line::from(vec![Span::styled(format!("{k:<22}"), t.style(Role::Muted)), Span::raw(v)]);
+        |k: &str, v: String| Line::from(vec![Span::styled(format!("{k:<24}"), t.style(Role::Muted)), Span::raw(v)]);
     vec![
         item("pace", p.strategy.clone()),
         item("environments, in order", p.environments.join(" → ")),

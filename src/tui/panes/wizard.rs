@@ -44,7 +44,8 @@ pub fn draw(frame: &mut Frame, app: &App, w: &Wizard, area: Rect) {
 
     let [main, error] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(body);
     let title = format!(" {} — {} ", w.step.title(), hint(w.step));
-    frame.render_widget(boxed(t, title, content(app, w, main.height.saturating_sub(2) as usize)), main);
+    let inner = (main.height.saturating_sub(2) as usize, main.width.saturating_sub(2) as usize);
+    frame.render_widget(boxed(t, title, content(app, w, inner)), main);
     let problem = match &w.error {
         Some(e) => Line::styled(e.clone(), t.style(Role::Error)),
         None => Line::styled("esc leaves the wizard (asks first)", t.style(Role::Muted)),
@@ -70,7 +71,8 @@ fn hint(step: Step) -> &'static str {
     }
 }
 
-fn content(app: &App, w: &Wizard, height: usize) -> Vec<Line<'static>> {
+/// What the current step shows, for an inner area of (rows, columns).
+fn content(app: &App, w: &Wizard, (height, width): (usize, usize)) -> Vec<Line<'static>> {
     let t = &app.theme;
     let choice = |selected: bool, text: String| {
         if selected {
@@ -128,7 +130,7 @@ fn content(app: &App, w: &Wizard, height: usize) -> Vec<Line<'static>> {
         }
         Step::Plan => {
             let item = |k: &str, v: String| {
-                Line::from(vec![Span::styled(format!("{k:<22}"), t.style(Role::Muted)), Span::raw(v)])
+                Line::from(vec![Span::styled(format!("{k:<24}"), t.style(Role::Muted)), Span::raw(v)])
             };
             let mut out = vec![
                 item("emergency", format!("{} {}", w.severity().name(), w.kind().name().replace('_', " "))),
@@ -145,12 +147,13 @@ fn content(app: &App, w: &Wizard, height: usize) -> Vec<Line<'static>> {
             ));
             out
         }
-        Step::Approvals | Step::Running | Step::Outcome => follow(app, w, height),
+        Step::Approvals | Step::Running | Step::Outcome => follow(app, w, height, width),
     }
 }
 
-/// A created emergency: status, approvals, then its log (the newest lines that fit).
-fn follow(app: &App, w: &Wizard, height: usize) -> Vec<Line<'static>> {
+/// A created emergency: status, approvals, then its log: the newest entries that fit, one row
+/// each (cut at the width), so the latest line is always on screen.
+fn follow(app: &App, w: &Wizard, height: usize, width: usize) -> Vec<Line<'static>> {
     let t = &app.theme;
     let Some(e) = &w.emergency else {
         return vec![Line::styled("Creating the emergency…", t.style(Role::Info))];
@@ -167,7 +170,7 @@ fn follow(app: &App, w: &Wizard, height: usize) -> Vec<Line<'static>> {
         if e.approvers.len() < needed {
             out.push(Line::styled(
                 format!(
-                    "waiting: `shipdeck emergency approve {} --as NAME` from people other than {} (or A in this pane's list)",
+                    "waiting: `shipdeck emergency approve {} --as NAME` from people other than {} (or `A` in another console's Emergency list)",
                     e.id, e.requested_by
                 ),
                 t.style(Role::Warn),
@@ -187,13 +190,22 @@ fn follow(app: &App, w: &Wizard, height: usize) -> Vec<Line<'static>> {
         out.push(Line::styled(verdict.0, t.style(verdict.1)));
     }
     out.push(Line::default());
-    let room = height.saturating_sub(out.len());
+    // The lines above wrap; count the rows they take.
+    let used: usize = out.iter().map(|l| l.width().max(1).div_ceil(width.max(1))).sum();
+    let room = height.saturating_sub(used);
     let skip = e.log.len().saturating_sub(room);
     for entry in e.log.iter().skip(skip) {
+        let step = format!("{:<14} ", entry.step);
+        let room = width.saturating_sub(9 + step.chars().count());
+        let mut message: String = entry.message.chars().take(room).collect();
+        if entry.message.chars().count() > room && room > 0 {
+            message.pop();
+            message.push('…');
+        }
         out.push(Line::from(vec![
             Span::styled(format!("{} ", entry.at.format("%H:%M:%S")), t.style(Role::Muted)),
-            Span::styled(format!("{:<14} ", entry.step), t.style(if entry.ok { Role::Info } else { Role::Error })),
-            Span::raw(entry.message.clone()),
+            Span::styled(step, t.style(if entry.ok { Role::Info } else { Role::Error })),
+            Span::raw(message),
         ]));
     }
     out
