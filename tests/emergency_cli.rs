@@ -1,6 +1,7 @@
 //! `shipdeck emergency …` as people use it: a P1 is created with its plan shown, refused to its
 //! requester, approved by two others, shown and reported with --json; bad input exits 2 naming
-//! what is known; a P0 on a small estate is executed end to end on the real local cluster.
+//! what is known; a P0 on a small estate is executed end to end on the real local cluster, and a
+//! P2 of the demo estate whose fix fails its canary there is rolled back.
 
 mod common;
 
@@ -175,4 +176,33 @@ fn a_p0_runs_through_prod_staging_and_dev_and_a_fix_failing_its_suite_exits_1() 
         "{last}"
     );
     assert!(lines.iter().any(|l| l["entry"]["message"].as_str().is_some_and(|m| m.contains("FAIL: tokens leak"))));
+}
+
+/// A P2 on the demo estate's real local cluster whose fix fails its canary: checkout's versions
+/// fail 4% of requests, above P2's 1% threshold, so the canary in staging (the plan's first
+/// environment) is rolled back, staging is back on its previous version, prod is never touched,
+/// and the emergency ends rolled back with the cause.
+#[test]
+fn a_p2_whose_fix_fails_its_canary_on_the_local_cluster_is_rolled_back() {
+    let s = Shipdeck::new();
+    let (code, out, err) = s.sh(&create_args("P2", "checkout", "1.5.0"));
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.split_whitespace().find(|w| w.starts_with("ER-")).unwrap_or_default().to_string();
+    for who in ["bob", "carol"] {
+        let (code, out, err) = s.sh(&["--as", who, "emergency", "approve", &id]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, out, err) = s.sh(&["emergency", "execute", &id]);
+    assert_eq!(code, 1, "{out}{err}");
+    let (_, lines) = s.json(&["emergency", "show", &id]);
+    let e = &lines[0]["emergency"];
+    assert_eq!(e["status"], "rolled_back", "{e}");
+    let cause = e["cause"].as_str().unwrap_or_default();
+    assert!(cause.contains("staging/checkout"), "the cause names where: {cause}");
+    for (env, version) in [("staging", "1.4.0"), ("prod", "1.4.0")] {
+        let w = s.workload(env, "checkout");
+        assert_eq!(w["routing"]["weights"], serde_json::json!({version: 100}), "{env}: {w}");
+    }
+    let prod = s.history("checkout").into_iter().filter(|h| h["release"]["env"] == "prod").count();
+    assert_eq!(prod, 0, "prod was never touched");
 }
