@@ -206,3 +206,24 @@ fn a_p2_whose_fix_fails_its_canary_on_the_local_cluster_is_rolled_back() {
     let prod = s.history("checkout").into_iter().filter(|h| h["release"]["env"] == "prod").count();
     assert_eq!(prod, 0, "prod was never touched");
 }
+
+/// The demo's `payments 2.2.0-nodb` fails its data-integrity suite: the emergency stops after
+/// the tests, with their counts, and nothing is deployed anywhere.
+#[test]
+fn a_fix_failing_its_critical_suite_on_the_demo_estate_deploys_nothing() {
+    let s = Shipdeck::new();
+    let (code, out, err) = s.sh(&create_args("P1", "payments", "2.2.0-nodb"));
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.split_whitespace().find(|w| w.starts_with("ER-")).unwrap_or_default().to_string();
+    for who in ["bob", "carol"] {
+        assert_eq!(s.sh(&["--as", who, "emergency", "approve", &id]).0, 0);
+    }
+    let (code, out, err) = s.sh(&["emergency", "execute", &id]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("ledger rows not written"), "the suite's output is streamed: {out}");
+    let (_, lines) = s.json(&["emergency", "show", &id]);
+    let e = &lines[0]["emergency"];
+    assert_eq!(e["status"], "failed", "{e}");
+    assert_eq!(e["tests"]["failed"], 1, "{e}");
+    assert!(s.history("payments").is_empty(), "nothing deployed");
+}
