@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use crate::cluster::kube::KubeCluster;
+use crate::cluster::kube::record::AuditEvent;
 use crate::cluster::local::LocalCluster;
-use crate::cluster::routed::EstateCluster;
+use crate::cluster::routed::{EstateCluster, UnavailableCluster};
 use crate::cluster::{Cluster, Target};
 use crate::config::{Estate, paths};
 use crate::engine::{Engine, Event};
@@ -118,6 +120,8 @@ pub struct Host {
     scrape: tokio::task::JoinHandle<()>,
     /// Keeps the pods' flags on the flag store's.
     flag_sync: Option<tokio::task::JoinHandle<()>>,
+    /// Writes rollouts and Events into the Kubernetes environments.
+    kube_audit: Option<tokio::task::JoinHandle<()>>,
     /// Makes release notes and sends webhooks.
     pub notifier: crate::notify::Notifier,
     /// Serves `/metrics`, once [`Host::serve_metrics`] is called.
@@ -235,9 +239,12 @@ fn local_targets(estate: &Estate) -> Vec<(Target, crate::model::AppSettings)> {
     estate.targets().into_iter().filter(|(t, _)| local(&t.env)).collect()
 }
 
-/// A cluster per Kubernetes environment (one that cannot be used says why on every call).
-async fn kubernetes_clusters(estate: &Estate) -> BTreeMap<String, Arc<dyn Cluster>> {
-    let mut by_env = BTreeMap::new();
+/// A cluster per Kubernetes environment (one that cannot be used says why on every call), and
+/// the ones that connected.
+async fn kubernetes_clusters(
+    estate: &Estate,
+) -> (BTreeMap<String, Arc<dyn Cluster>>, BTreeMap<String, Arc<KubeCluster>>) {
+    let (mut by_env, mut connected) = (BTreeMap::new(), BTreeMap::new());
     for env in estate.environments.iter().filter(|e| !e.cluster.is_local()) {
         let apps = estate
             .targets()
@@ -248,9 +255,63 @@ async fn kubernetes_clusters(estate: &Estate) -> BTreeMap<String, Arc<dyn Cluste
                 (t, objects)
             })
             .collect();
-        by_env.insert(env.name.clone(), crate::cluster::kube::connect(env, apps, None).await);
+        let cluster: Arc<dyn Cluster> = match crate::cluster::kube::connect(env, apps, None).await {
+            Ok(k) => {
+                connected.insert(env.name.clone(), k.clone());
+                k
+            }
+            Err(message) => {
+                tracing::warn!("{message}");
+                Arc::new(UnavailableCluster { message })
+            }
+        };
+        by_env.insert(env.name.clone(), cluster);
     }
-    by_env
+    (by_env, connected)
+}
+
+/// Mirrors the engine's news into the Kubernetes environments: each release's state (plan,
+/// cursor, status) into the `shipdeck.dev/rollout` annotation of the app's base Deployment,
+/// and each release change and step as a Kubernetes Event on it. Best effort: a write that
+/// fails is logged, never holds a release back.
+fn spawn_kube_audit(
+    engine: &Engine,
+    clusters: BTreeMap<String, Arc<KubeCluster>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::sync::broadcast::error::RecvError;
+    if clusters.is_empty() {
+        return None;
+    }
+    let mut events = engine.subscribe();
+    let reporter = format!("{} (pid {})", paths::identity(None), std::process::id());
+    Some(tokio::spawn(async move {
+        let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+        loop {
+            let (target, event) = match events.recv().await {
+                Ok(Event::Release { release, cause }) => {
+                    let t = Target::new(&release.env, &release.app);
+                    let Some(k) = clusters.get(&t.env) else { continue };
+                    targets.insert(release.id.clone(), t.clone());
+                    if let Err(e) = k.record_rollout(&t, &release).await {
+                        tracing::warn!("{e}");
+                    }
+                    (t, AuditEvent::for_release(&release, &cause))
+                }
+                Ok(Event::Step { release_id, index, total, description }) => {
+                    let Some(t) = targets.get(&release_id).cloned() else { continue };
+                    let note = format!("{release_id} step {}/{total}: {description}", index + 1);
+                    (t, AuditEvent { reason: "Step".into(), action: "Step".into(), note, warning: false })
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            };
+            if let Some(k) = clusters.get(&target.env)
+                && let Err(e) = k.record_event(&target, &reporter, &event).await
+            {
+                tracing::warn!("{e}");
+            }
+        }
+    }))
 }
 
 impl Host {
@@ -295,11 +356,13 @@ impl Host {
         });
         let cluster =
             LocalCluster::start(quiet.collect(), restore).await.map_err(|e| HostError::Cluster(e.to_string()))?;
-        let engine_cluster: Arc<dyn Cluster> = match kubernetes_clusters(&estate).await {
-            by_env if by_env.is_empty() => cluster.clone(),
-            by_env => Arc::new(EstateCluster::new(cluster.clone(), by_env)),
+        let (by_env, kube) = kubernetes_clusters(&estate).await;
+        let engine_cluster: Arc<dyn Cluster> = match by_env.is_empty() {
+            true => cluster.clone(),
+            false => Arc::new(EstateCluster::new(cluster.clone(), by_env)),
         };
         let engine = Engine::new(estate.clone(), engine_cluster, cluster.clone(), store.clone(), readonly);
+        let kube_audit = if readonly { None } else { spawn_kube_audit(&engine, kube) };
         engine.attach_flag_metrics(cluster.clone());
         let opened = match flags_file {
             Some(path) => FileFlagStore::open(path, None),
@@ -342,6 +405,7 @@ impl Host {
             control,
             scrape,
             flag_sync,
+            kube_audit,
             notifier,
             metrics: None,
             _lock: lock,
@@ -423,6 +487,9 @@ impl Host {
             let _ = std::fs::remove_file(crate::control::socket_path(&self.data_dir));
         }
         self.engine.shutdown().await;
+        if let Some(task) = &self.kube_audit {
+            task.abort();
+        }
         // The last news (a rollback, say) gets a few seconds to reach its channels.
         if !self.notifier.flush(NOTIFY_GRACE).await {
             tracing::warn!("stopping with {} webhook deliveries unfinished", self.notifier.pending());

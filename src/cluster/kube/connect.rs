@@ -9,34 +9,28 @@ use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config};
 
 use super::KubeCluster;
-use crate::cluster::routed::UnavailableCluster;
-use crate::cluster::{Cluster, Target};
+use crate::cluster::Target;
 use crate::model::{Environment, KubeObjects};
 
 /// How long the first request may take before the cluster counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The environment's cluster, or one that says why it cannot be used. `kubeconfig`: a given
-/// file's content; `None` reads `$KUBECONFIG` or `~/.kube/config` as kubectl does.
+/// The environment's cluster, with its watches started, or why it cannot be used (say it with
+/// [`UnavailableCluster`]). `kubeconfig`: a given file's content; `None` reads `$KUBECONFIG` or
+/// `~/.kube/config` as kubectl does.
 pub async fn connect(
     env: &Environment,
     apps: Vec<(Target, KubeObjects)>,
     kubeconfig: Option<Kubeconfig>,
-) -> Arc<dyn Cluster> {
-    match try_connect(env, apps, kubeconfig).await {
-        Ok(c) => c,
-        Err(message) => {
-            tracing::warn!("{message}");
-            Arc::new(UnavailableCluster { message })
-        }
-    }
+) -> Result<Arc<KubeCluster>, String> {
+    try_connect(env, apps, kubeconfig).await
 }
 
 async fn try_connect(
     env: &Environment,
     apps: Vec<(Target, KubeObjects)>,
     kubeconfig: Option<Kubeconfig>,
-) -> Result<Arc<dyn Cluster>, String> {
+) -> Result<Arc<KubeCluster>, String> {
     let settings = env.cluster.kubernetes().cloned().unwrap_or_default();
     let context = match &settings.context {
         Some(c) => format!("context {c}"),
@@ -104,8 +98,11 @@ mod tests {
         Kubeconfig::from_yaml(&yaml).unwrap()
     }
 
-    async fn message(c: Arc<dyn Cluster>) -> String {
-        c.state(&Target::new("prod", "web")).await.unwrap_err().to_string()
+    async fn message(c: Result<Arc<KubeCluster>, String>) -> String {
+        match c {
+            Ok(_) => panic!("connected to nothing"),
+            Err(m) => m,
+        }
     }
 
     #[tokio::test]

@@ -87,6 +87,7 @@ fn singular(resource: &str) -> &str {
         "httproutes" => "HTTPRoute",
         "pods" | "pods/proxy" => "Pod",
         "leases" => "Lease",
+        "events" => "Event",
         other => other,
     }
 }

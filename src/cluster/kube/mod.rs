@@ -13,6 +13,7 @@ mod connect;
 mod errors;
 pub mod lease;
 pub mod objects;
+pub mod record;
 mod state;
 mod watches;
 

@@ -7,7 +7,7 @@
 //!   Deployment** (`[apps.kubernetes] deployment`, default the app's name): its pod template,
 //!   strategy and deadlines, with the image tag of the named container replaced by the version
 //!   (`registry/shop/web:1.0.0` → `registry/shop/web:1.1.0`). The base itself is a template:
-//!   shipdeck never changes it.
+//!   shipdeck never changes its spec (only its `shipdeck.dev/rollout` annotation, see `record.rs`).
 //! - a version's Deployment, its pods and its Service carry the labels
 //!   `app.kubernetes.io/name=<deployment>` and `shipdeck.dev/version=<version>`;
 //! - the routing shipdeck set is kept as JSON in the `shipdeck.dev/routing` annotation of the

@@ -5,6 +5,7 @@
 mod failures;
 mod lease;
 mod reads;
+mod record;
 mod writes;
 
 use std::collections::BTreeMap;
