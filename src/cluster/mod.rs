@@ -171,6 +171,41 @@ pub enum ClusterError {
     Other(String),
 }
 
+/// Who may drive a workload's rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimStatus {
+    /// This process holds it.
+    Held,
+    /// Another holds it (until it stops renewing).
+    HeldBy { holder: String },
+    /// This process held it and no longer does: it must stop driving the rollout.
+    Lost { reason: String },
+}
+
+/// The right to drive a workload's rollout, kept (renewed) while this value lives.
+pub struct Claim {
+    pub status: tokio::sync::watch::Receiver<ClaimStatus>,
+    _keeper: Box<dyn Send + Sync>,
+}
+
+impl Claim {
+    pub fn new(status: tokio::sync::watch::Receiver<ClaimStatus>, keeper: impl Send + Sync + 'static) -> Self {
+        Self { status, _keeper: Box::new(keeper) }
+    }
+
+    /// Resolves with the reason once the claim is lost (never, while it is held).
+    pub async fn lost(&mut self) -> String {
+        loop {
+            if let ClaimStatus::Lost { reason } = &*self.status.borrow_and_update() {
+                return reason.clone();
+            }
+            if self.status.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
 /// The primitives a release strategy is made of.
 ///
 /// Every call returns once the change is *requested*; progress (pods becoming ready) is
@@ -200,4 +235,11 @@ pub trait Cluster: Send + Sync {
         version: &str,
         request: &ProbeRequest,
     ) -> Result<ProbeResponse, ClusterError>;
+
+    /// Claim the right to drive `target`'s rollout as `holder`, for as long as the returned
+    /// claim lives. A cluster other consoles share (Kubernetes) takes a Lease, and refuses when
+    /// another holds it; `None`: nothing to claim (the local cluster has one process per data dir).
+    async fn claim(&self, _target: &Target, _holder: &str) -> Result<Option<Claim>, ClusterError> {
+        Ok(None)
+    }
 }

@@ -50,6 +50,10 @@ impl Cluster for EstateCluster {
     async fn probe(&self, t: &Target, version: &str, req: &ProbeRequest) -> Result<ProbeResponse, ClusterError> {
         self.pick(t).probe(t, version, req).await
     }
+
+    async fn claim(&self, t: &Target, holder: &str) -> Result<Option<Claim>, ClusterError> {
+        self.pick(t).claim(t, holder).await
+    }
 }
 
 /// A cluster that could not be reached when shipdeck started: every call says why, so the
@@ -87,6 +91,10 @@ impl Cluster for UnavailableCluster {
     }
 
     async fn probe(&self, t: &Target, _: &str, _: &ProbeRequest) -> Result<ProbeResponse, ClusterError> {
+        Err(self.err(t))
+    }
+
+    async fn claim(&self, t: &Target, _: &str) -> Result<Option<Claim>, ClusterError> {
         Err(self.err(t))
     }
 }

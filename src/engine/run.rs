@@ -25,6 +25,16 @@ pub(crate) struct Run {
 enum Next {
     Step(StepResult),
     Action(Option<Action>),
+    /// Another console took the right to drive this workload.
+    Lost(String),
+}
+
+/// Resolves with the reason once the claim is lost; never without one.
+async fn lost(claim: &mut Option<crate::cluster::Claim>) -> String {
+    match claim {
+        Some(c) => c.lost().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Run {
@@ -52,6 +62,17 @@ impl Run {
             self.release.interrupted = false;
             self.inner.store.save_release(&self.release)?;
         }
+        // On a cluster other consoles share, only the holder of the workload's claim drives it.
+        let holder = format!("{} (pid {})", crate::config::paths::identity(None), std::process::id());
+        let mut claim = match self.inner.cluster.claim(&self.target, &holder).await {
+            Ok(claim) => claim,
+            Err(e) if self.release.status.is_terminal() => {
+                let message = format!("not driven here: {e}");
+                self.inner.emit(Event::Note { release_id: Some(self.release.id.clone()), message });
+                return Ok(());
+            }
+            Err(e) => return self.set_status(Status::Paused, &format!("not driven here: {e}; resume once it is free")),
+        };
         if self.release.status == Status::Failed {
             // Only an abort or rollback of a failed release that left traffic behind gets here.
             return match self.actions.try_recv() {
@@ -64,7 +85,17 @@ impl Run {
             match self.release.status {
                 Status::Planned => self.set_status(Status::InProgress, "started")?,
                 Status::Paused => {
-                    match self.actions.recv().await {
+                    let next = tokio::select! {
+                        biased;
+                        a = self.actions.recv() => Next::Action(a),
+                        reason = lost(&mut claim) => Next::Lost(reason),
+                    };
+                    let action = match next {
+                        Next::Action(a) => a,
+                        Next::Lost(reason) => return self.lose(&reason),
+                        Next::Step(_) => None,
+                    };
+                    match action {
                         None => return Ok(()),
                         Some(Action::Resume { actor, full }) => self.resume(&actor, full)?,
                         Some(Action::Abort { actor }) => return self.abort(&settings, &actor, false).await,
@@ -94,6 +125,7 @@ impl Run {
                 tokio::select! {
                     biased;
                     a = actions.recv() => Next::Action(a),
+                    reason = lost(&mut claim) => Next::Lost(reason),
                     r = steps::execute(&ctx, &step, progress) => Next::Step(r),
                 }
             };
@@ -106,6 +138,10 @@ impl Run {
                 Next::Step(StepResult::WaitForPerson(why)) => {
                     self.progress.elapsed += started.elapsed();
                     self.set_status(Status::Paused, &why)?;
+                }
+                Next::Lost(reason) => {
+                    self.progress.elapsed += started.elapsed();
+                    return self.lose(&reason);
                 }
                 Next::Action(None) => return Ok(()),
                 Next::Action(Some(action)) => {
@@ -127,6 +163,17 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// Stop driving: another console holds the workload now. Traffic stays as the last step left it.
+    fn lose(&mut self, reason: &str) -> Result<(), EngineError> {
+        let why = format!(
+            "stopped driving at step {}/{}: this console lost the right to drive it ({reason}); traffic is as \
+             that step left it — resume here once the other console is done",
+            (self.release.cursor + 1).min(self.release.plan.len()),
+            self.release.plan.len()
+        );
+        self.set_status(Status::Paused, &why)
     }
 
     fn set_status(&mut self, to: Status, cause: &str) -> Result<(), EngineError> {

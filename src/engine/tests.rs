@@ -176,6 +176,7 @@ use crate::cluster::{Routing, WorkloadSpec};
 use crate::store::Store;
 
 mod analysis;
+mod claims;
 mod emergency;
 mod flag_rollout;
 

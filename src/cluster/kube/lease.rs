@@ -4,7 +4,8 @@
 //! renewal is older than that; every write carries the `resourceVersion` read, so of two
 //! consoles taking it at once one gets a 409 and sees the other's name.
 //!
-//! Built and contract-tested here; the engine does not take it yet (see the README).
+//! The engine takes it through [`Cluster::claim`](crate::cluster::Cluster::claim) before a
+//! release moves anything, and stops driving when the keeper reports it lost.
 
 use std::time::Duration;
 
@@ -22,16 +23,7 @@ use crate::cluster::{ClusterError, Target};
 /// How long a lease lasts without renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 
-/// Who holds an app's lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseStatus {
-    /// This console holds it.
-    Held,
-    /// Another holds it (until it stops renewing).
-    HeldBy { holder: String },
-    /// This console held it and no longer does: it must stop driving the rollout.
-    Lost { reason: String },
-}
+pub use crate::cluster::ClaimStatus as LeaseStatus;
 
 pub fn lease_name(t: &Target, cluster: &KubeCluster) -> Option<String> {
     cluster.apps.get(t).map(|o| format!("shipdeck-{}", o.deployment))

@@ -69,6 +69,7 @@ pub struct KubeCluster {
     route_resource: ApiResource,
     timeout: Duration,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    me: std::sync::Weak<KubeCluster>,
 }
 
 impl Drop for KubeCluster {
@@ -85,7 +86,8 @@ impl KubeCluster {
         let route_resource = http_route_resource();
         let (stores, writers) = watches::stores(&route_resource);
         let senders = apps.iter().map(|(t, _)| (t.clone(), watch::channel(WorkloadState::default()).0)).collect();
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             client,
             namespace: namespace.to_string(),
             apps: apps.into_iter().collect(),
@@ -423,6 +425,32 @@ impl Cluster for KubeCluster {
             });
         }
         Ok(ProbeResponse { status: code, body, latency_ms: started.elapsed().as_secs_f64() * 1000.0 })
+    }
+
+    /// The app's Lease, renewed while the claim lives; refused, naming the holder, when another
+    /// console has it.
+    async fn claim(&self, t: &Target, holder: &str) -> Result<Option<Claim>, ClusterError> {
+        match self.acquire_lease(t, holder).await? {
+            ClaimStatus::Held => {}
+            ClaimStatus::HeldBy { holder: other } => {
+                return Err(ClusterError::Kubernetes {
+                    target: t.to_string(),
+                    message: format!(
+                        "{other} is driving this rollout (Lease {} in namespace {}); wait until it is done, or \
+                         until its lease lapses {}s after it stops",
+                        lease::lease_name(t, self).unwrap_or_default(),
+                        self.namespace,
+                        lease::LEASE_DURATION.as_secs()
+                    ),
+                });
+            }
+            ClaimStatus::Lost { reason } => {
+                return Err(ClusterError::Kubernetes { target: t.to_string(), message: reason });
+            }
+        }
+        let me = self.me.upgrade().ok_or_else(|| ClusterError::Other("the cluster is shutting down".into()))?;
+        let keeper = lease::LeaseKeeper::spawn(me, t.clone(), holder.to_string());
+        Ok(Some(Claim::new(keeper.status.clone(), keeper)))
     }
 }
 

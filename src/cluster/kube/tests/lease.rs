@@ -118,3 +118,39 @@ async fn the_keeper_renews_and_reports_the_lease_lost_to_another_holder() {
     status_rx.changed().await.unwrap();
     assert_eq!(*status_rx.borrow(), LeaseStatus::Lost { reason: "bob@ci holds lease shipdeck-web now".into() });
 }
+
+#[tokio::test]
+async fn claiming_a_workload_another_console_drives_is_refused_naming_it() {
+    use crate::cluster::Cluster;
+    let (c, mut api) = cluster(false);
+    let server = async {
+        api.expect("GET", &lease_path("shipdeck-web")).await.reply(200, lease("bob@ci", ago(2), "20"));
+    };
+    let (result, ()) = tokio::join!(c.claim(target(), "alice@laptop"), server);
+    let Err(err) = result else { panic!("claimed a lease bob holds") };
+    let text = err.to_string();
+    assert!(text.contains("bob@ci is driving this rollout (Lease shipdeck-web in namespace shop)"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_holds_the_lease_and_renews_it_while_it_lives() {
+    use crate::cluster::{ClaimStatus, Cluster};
+    let (c, mut api) = cluster(false);
+    let server = async {
+        api.expect("GET", &lease_path("shipdeck-web")).await.reply(404, status(404, "NotFound", ""));
+        let x = api.expect("POST", &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases")).await;
+        let echo = x.body.clone();
+        x.reply(201, echo);
+    };
+    let (result, ()) = tokio::join!(c.claim(target(), "alice@laptop"), server);
+    let claim = result.unwrap().expect("a Kubernetes cluster claims with a Lease");
+    assert_eq!(*claim.status.borrow(), ClaimStatus::Held);
+    // Five seconds on, the keeper renews.
+    api.expect("GET", &lease_path("shipdeck-web")).await.reply(200, lease("alice@laptop", ago(5), "2"));
+    let x = api.expect("PUT", &lease_path("shipdeck-web")).await;
+    assert_eq!(x.body["spec"]["holderIdentity"], "alice@laptop");
+    let echo = x.body.clone();
+    x.reply(200, echo);
+    drop(claim);
+    api.expect_silence().await;
+}
