@@ -499,7 +499,7 @@ impl Inner {
     /// Where an analysis of `target` gets its numbers from.
     pub(crate) fn provider(
         &self,
-        _target: &Target,
+        target: &Target,
         settings: &AppSettings,
         source: MetricsSource,
     ) -> Result<Arc<dyn MetricsProvider>, String> {
@@ -507,6 +507,13 @@ impl Inner {
             return Ok(p.clone());
         }
         match source {
+            MetricsSource::Local if self.estate.env(&target.env).is_some_and(|e| !e.cluster.is_local()) => {
+                Err(format!(
+                    "provider `local` measures the local cluster's router, but environment {} runs on Kubernetes: \
+                 give the analysis provider = \"prometheus\" (and the estate a [prometheus] url)",
+                    target.env
+                ))
+            }
             MetricsSource::Local => Ok(self.metrics.clone()),
             MetricsSource::Prometheus => match &self.estate.prometheus {
                 Some(p) => Ok(analysis::prometheus_provider(p, settings)),

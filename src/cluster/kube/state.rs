@@ -88,7 +88,9 @@ fn by_ready_pods(pods: &[PodState], selected: Option<&str>, has_service: bool) -
         return BTreeMap::new();
     }
     let mut ready: BTreeMap<String, u32> = BTreeMap::new();
-    for p in pods.iter().filter(|p| p.ready && selected.is_none_or(|v| v == p.version)) {
+    // A terminating pod leaves the Service's ready endpoints even while its Ready condition lags.
+    let serving = |p: &&PodState| p.ready && p.phase != PodPhase::Terminating;
+    for p in pods.iter().filter(serving).filter(|p| selected.is_none_or(|v| v == p.version)) {
         *ready.entry(p.version.clone()).or_default() += 1;
     }
     let total: u32 = ready.values().sum();

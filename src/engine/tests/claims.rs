@@ -87,3 +87,23 @@ async fn a_release_another_console_drives_moves_nothing_and_names_the_holder() {
     assert_eq!(w.routing(), Routing::all_to("1.0.0"));
     assert_eq!(w.replicas("1.1.0").await, 0, "no canary pod was started");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_on_kubernetes_judged_by_the_local_router_pauses_saying_to_use_prometheus() {
+    let text = ESTATE.replacen(
+        "name = \"dev\"\npromotes_to",
+        "name = \"dev\"\ncluster = { kubernetes = { namespace = \"shop\" } }\npromotes_to",
+        1,
+    );
+    assert_ne!(text, ESTATE);
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let estate = Arc::new(Estate::parse(&text, "test estate").unwrap());
+    let cluster = FakeCluster::new(&estate, &Default::default());
+    let engine = Engine::new(estate.clone(), cluster.clone(), cluster.clone(), store.clone(), false);
+    let w = World { engine, cluster, store, estate };
+    let mut rx = w.engine.subscribe();
+    w.engine.execute("alice", deploy("1.1.0", StrategyKind::Canary)).await.unwrap();
+    let paused = w.until_status(&mut rx, Status::Paused).await;
+    let why = paused.reason.unwrap();
+    assert!(why.contains("environment dev runs on Kubernetes") && why.contains("provider = \"prometheus\""), "{why}");
+}

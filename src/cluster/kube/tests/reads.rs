@@ -46,6 +46,11 @@ fn pod(name: &str, version: &str, ready: bool, waiting: Option<&str>) -> Value {
     })
 }
 
+fn terminating(mut pod: Value) -> Value {
+    pod["metadata"]["deletionTimestamp"] = json!("2026-11-27T12:00:00Z");
+    pod
+}
+
 fn active_service(version: Option<&str>, routing: Option<&Routing>) -> Value {
     let mut svc = base_service();
     svc["spec"]["selector"] = json!({"app": "web", "app.kubernetes.io/name": "web"});
@@ -94,6 +99,7 @@ async fn a_replica_ratio_canary_shows_the_weight_set_and_the_weight_the_pods_giv
             pod("web-1-0-0-c", "1.0.0", true, None),
             pod("web-1-1-0-a", "1.1.0", true, None),
             pod("web-1-1-0-b", "1.1.0", false, Some("CrashLoopBackOff")),
+            terminating(pod("web-1-0-0-old", "1.0.0", true, None)),
         ],
         vec![active_service(None, Some(&routing))],
     );
@@ -101,11 +107,12 @@ async fn a_replica_ratio_canary_shows_the_weight_set_and_the_weight_the_pods_giv
     assert_eq!((s.replicas("1.0.0").desired, s.replicas("1.0.0").ready), (3, 3));
     assert_eq!((s.replicas("1.1.0").desired, s.replicas("1.1.0").ready), (1, 1));
     assert_eq!(s.routing, routing, "the weight set, read back from the Service");
-    assert_eq!(s.actual_weights.get("1.1.0"), Some(&25.0), "1 of 4 ready pods");
+    assert_eq!(s.actual_weights.get("1.1.0"), Some(&25.0), "1 of 4 ready pods (a terminating one serves no more)");
     assert_eq!(s.actual_weights.get("1.0.0"), Some(&75.0));
     let crashing = s.pods.iter().find(|p| p.name == "web-1-1-0-b").unwrap();
     assert_eq!((crashing.phase, crashing.ready, crashing.restarts), (PodPhase::CrashLoopBackOff, false, 2));
     assert_eq!(crashing.address.as_deref(), Some("10.1.2.3"));
+    assert_eq!(s.pods.iter().find(|p| p.name == "web-1-0-0-old").unwrap().phase, PodPhase::Terminating);
 }
 
 #[tokio::test]
