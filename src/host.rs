@@ -270,6 +270,35 @@ async fn kubernetes_clusters(
     (by_env, connected)
 }
 
+/// Copies into the store the rollouts the cluster's `shipdeck.dev/rollout` annotations hold that
+/// the store does not have, or has older: what another console (or this one, elsewhere) left.
+/// An unfinished one is then marked interrupted like any other, so it can be resumed or aborted
+/// here. Returns the release ids taken.
+pub(crate) async fn take_over_rollouts(store: &Store, cluster: &KubeCluster) -> Vec<String> {
+    let mut taken = Vec::new();
+    for t in cluster.targets() {
+        let release = match cluster.read_rollout(t).await {
+            Ok(Some(r)) if r.env == t.env && r.app == t.app => r,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!("reading the rollout of {t}: {e}");
+                continue;
+            }
+        };
+        let saved = match store.release(&release.id) {
+            Ok(None) => store.insert_release(&release, "taken from the cluster's shipdeck.dev/rollout annotation"),
+            Ok(Some(mine)) if mine.updated_at < release.updated_at => store.save_release(&release),
+            Ok(Some(_)) => continue,
+            Err(e) => Err(e),
+        };
+        match saved {
+            Ok(()) => taken.push(release.id),
+            Err(e) => tracing::warn!("storing rollout {} of {t}: {e}", release.id),
+        }
+    }
+    taken
+}
+
 /// Mirrors the engine's news into the Kubernetes environments: each release's state (plan,
 /// cursor, status) into the `shipdeck.dev/rollout` annotation of the app's base Deployment,
 /// and each release change and step as a Kubernetes Event on it. Best effort: a write that
@@ -338,6 +367,11 @@ impl Host {
             FileFlagStore::open(path, None).map_err(|e| HostError::Flags(e.to_string()))?;
         }
         let store = Arc::new(Store::open(&paths::store_file(data_dir))?);
+        let (by_env, kube) = kubernetes_clusters(&estate).await;
+        // Before marking: a rollout another console left in a cluster shows here as interrupted.
+        for k in kube.values() {
+            take_over_rollouts(&store, k).await;
+        }
         let interrupted = store.mark_interrupted()?;
         if !readonly {
             // An emergency's execution does not survive its process: say so rather than resume it.
@@ -356,7 +390,6 @@ impl Host {
         });
         let cluster =
             LocalCluster::start(quiet.collect(), restore).await.map_err(|e| HostError::Cluster(e.to_string()))?;
-        let (by_env, kube) = kubernetes_clusters(&estate).await;
         let engine_cluster: Arc<dyn Cluster> = match by_env.is_empty() {
             true => cluster.clone(),
             false => Arc::new(EstateCluster::new(cluster.clone(), by_env)),
@@ -504,5 +537,74 @@ impl Host {
             }
         }
         self.cluster.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ReleaseKind, Status, Step, StrategyKind};
+
+    fn release(cursor: usize, updated_secs: i64) -> Release {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        Release {
+            id: "prod-web-1.1.0-20270115080000".into(),
+            app: "web".into(),
+            env: "prod".into(),
+            version: "1.1.0".into(),
+            previous_version: Some("1.0.0".into()),
+            strategy: StrategyKind::Canary,
+            kind: ReleaseKind::Deploy,
+            promoted_from: None,
+            status: Status::Paused,
+            plan: vec![Step::SetWeight { weight: 10 }, Step::Pause { seconds: None }, Step::Promote],
+            cursor,
+            requested_by: "bob".into(),
+            created_at: at,
+            updated_at: at + chrono::Duration::seconds(updated_secs),
+            reason: Some("paused until resumed".into()),
+            interrupted: false,
+            weight: 10,
+        }
+    }
+
+    /// A cluster whose API server answers each GET of the base Deployment with `annotation`.
+    fn cluster_with(annotation: Release) -> (Arc<KubeCluster>, tokio::task::JoinHandle<()>) {
+        use ::kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<http::Request<Body>, http::Response<Body>>();
+        let objects = crate::model::KubernetesApp::default().resolve("web");
+        let cluster =
+            KubeCluster::new(::kube::Client::new(service, "shop"), "shop", vec![(Target::new("prod", "web"), objects)]);
+        let server = tokio::spawn(async move {
+            while let Some((request, respond)) = handle.next_request().await {
+                assert_eq!(
+                    (request.method().as_str(), request.uri().path()),
+                    ("GET", "/apis/apps/v1/namespaces/shop/deployments/web")
+                );
+                let text = serde_json::to_string(&annotation).unwrap_or_default();
+                let body = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "web", "annotations": {"shipdeck.dev/rollout": text}}});
+                respond.send_response(http::Response::new(Body::from(body.to_string().into_bytes())));
+            }
+        });
+        (cluster, server)
+    }
+
+    #[tokio::test]
+    async fn a_rollout_another_console_left_in_the_cluster_is_taken_over_as_interrupted() {
+        let store = Store::open_in_memory().unwrap();
+        let (cluster, server) = cluster_with(release(1, 60));
+        assert_eq!(take_over_rollouts(&store, &cluster).await, vec!["prod-web-1.1.0-20270115080000".to_string()]);
+        let interrupted = store.mark_interrupted().unwrap();
+        assert_eq!(interrupted.len(), 1);
+        assert_eq!((interrupted[0].cursor, interrupted[0].requested_by.as_str()), (1, "bob"));
+        // Read again: nothing newer, nothing taken.
+        assert!(take_over_rollouts(&store, &cluster).await.is_empty());
+        server.abort();
+        // A console that went further since is taken as the newer state.
+        let (cluster, server) = cluster_with(release(2, 120));
+        assert_eq!(take_over_rollouts(&store, &cluster).await.len(), 1);
+        assert_eq!(store.release("prod-web-1.1.0-20270115080000").unwrap().unwrap().cursor, 2);
+        server.abort();
     }
 }

@@ -106,6 +106,11 @@ impl KubeCluster {
         &self.namespace
     }
 
+    /// The apps this cluster drives.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.apps.keys()
+    }
+
     fn uses_routes(&self) -> bool {
         self.apps.values().any(|o| o.http_route.is_some())
     }
