@@ -88,6 +88,8 @@ fn singular(resource: &str) -> &str {
         "pods" | "pods/proxy" => "Pod",
         "leases" => "Lease",
         "events" => "Event",
+        "rollouts" | "rollouts/status" => "Rollout",
+        "replicasets" => "ReplicaSet",
         other => other,
     }
 }
@@ -100,6 +102,7 @@ fn hint(resource: &str) -> &'static str {
         }
         "services" => " — create it, or name it with [apps.kubernetes] service / preview_service",
         "httproutes" => " — create it (Gateway API must be installed), or name it with [apps.kubernetes] http_route",
+        "rollouts" | "rollouts/status" => " — `shipdeck argo list --env ENV` lists the namespace's Argo Rollouts",
         _ => "",
     }
 }

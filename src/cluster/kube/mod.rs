@@ -9,6 +9,8 @@
 //! values, so a repeat is harmless); a 409 on a create or on an HTTPRoute write is resolved by
 //! reading again once; everything else is said in plain words (see `errors.rs`).
 
+pub mod argo;
+pub mod argo_info;
 mod connect;
 mod errors;
 pub mod lease;
@@ -130,31 +132,12 @@ impl KubeCluster {
     }
 
     /// One request with a deadline, tried again on 429/5xx and timeouts.
-    async fn call<T, F, Fut>(&self, t: &Target, action: Action<'_>, mut request: F) -> Result<T, ApiFailure>
+    async fn call<T, F, Fut>(&self, t: &Target, action: Action<'_>, request: F) -> Result<T, ApiFailure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ::kube::Error>>,
     {
-        let mut attempt = 1;
-        loop {
-            let failure = match tokio::time::timeout(self.timeout, request()).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if attempt < ATTEMPTS && is_transient(&e) => e.to_string(),
-                Ok(Err(e)) => {
-                    return Err(ApiFailure {
-                        code: status(&e),
-                        error: describe(&t.to_string(), &self.namespace, action, &e),
-                    });
-                }
-                Err(_) if attempt < ATTEMPTS => "timed out".to_string(),
-                Err(_) => {
-                    return Err(ApiFailure { code: None, error: timed_out(&t.to_string(), action, self.timeout) });
-                }
-            };
-            tracing::debug!("{t}: {} {} {}: {failure}; trying again", action.verb, action.resource, action.name);
-            tokio::time::sleep(RETRY_DELAY * 2u32.pow(attempt - 1)).await;
-            attempt += 1;
-        }
+        call_with_retry(self.timeout, &t.to_string(), &self.namespace, action, request).await
     }
 
     async fn patch_deployment_replicas(&self, t: &Target, name: &str, replicas: u32) -> Result<(), ApiFailure> {
@@ -289,6 +272,36 @@ impl KubeCluster {
             });
         }
         Ok(state::compute(o, &self.stores.snapshot()))
+    }
+}
+
+/// One request with a deadline `timeout`, tried again on 429/5xx and timeouts (three attempts,
+/// 200 ms then 400 ms apart); a failure is said in plain words for `target`.
+async fn call_with_retry<T, F, Fut>(
+    timeout: Duration,
+    target: &str,
+    namespace: &str,
+    action: Action<'_>,
+    mut request: F,
+) -> Result<T, ApiFailure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ::kube::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        let failure = match tokio::time::timeout(timeout, request()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if attempt < ATTEMPTS && is_transient(&e) => e.to_string(),
+            Ok(Err(e)) => {
+                return Err(ApiFailure { code: status(&e), error: describe(target, namespace, action, &e) });
+            }
+            Err(_) if attempt < ATTEMPTS => "timed out".to_string(),
+            Err(_) => return Err(ApiFailure { code: None, error: timed_out(target, action, timeout) }),
+        };
+        tracing::debug!("{target}: {} {} {}: {failure}; trying again", action.verb, action.resource, action.name);
+        tokio::time::sleep(RETRY_DELAY * 2u32.pow(attempt - 1)).await;
+        attempt += 1;
     }
 }
 

@@ -2,6 +2,7 @@
 //! test plays the API server, asserting every request's method, path, query, patch type and
 //! body before answering it.
 
+mod argo;
 mod failures;
 mod lease;
 mod reads;
