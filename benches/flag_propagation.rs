@@ -217,7 +217,7 @@ async fn run() -> Result<(), String> {
     let flags = FileFlagStore::open(&dir.path().join("flags.json"), Some(&flags_json())).map_err(|e| e.to_string())?;
     let flags = Arc::new(flags);
     engine.attach_flags(flags.clone());
-    let sync = shipdeck::host::spawn_flag_sync(&engine, cluster.clone(), flags);
+    let sync = shipdeck::host::spawn_flag_sync(&engine, cluster.clone(), flags).await;
 
     let mut rx = cluster.watch(&target).await.map_err(|e| e.to_string())?;
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -17,7 +17,7 @@ use crate::cluster::routed::{EstateCluster, UnavailableCluster};
 use crate::cluster::{Cluster, Target};
 use crate::config::{Estate, paths};
 use crate::engine::{Engine, Event};
-use crate::flags::{FileFlagStore, FlagEvaluator};
+use crate::flags::{FileFlagStore, FlagError, FlagEvaluator, FlagSource, FlagStore};
 use crate::model::Release;
 use crate::store::{Store, StoreError};
 
@@ -36,6 +36,9 @@ pub enum HostError {
     /// The flag file named with --flags cannot be used.
     #[error("{0}")]
     Flags(String),
+    /// The flag store named with --flags is in a cluster that cannot be used.
+    #[error("{0}")]
+    FlagStore(String),
     /// The metrics address cannot be listened on.
     #[error("{0}")]
     Metrics(String),
@@ -189,20 +192,20 @@ fn spawn_scrape_targets(
 /// Gives the local cluster's pods the flag store's flags now, and again after every flag change
 /// the engine makes (its `Event::Flag`), so the next request a pod serves sees the change. A
 /// store that cannot be read or compiled leaves the pods on the flags they had.
-pub fn spawn_flag_sync(
+pub async fn spawn_flag_sync(
     engine: &Engine,
     cluster: Arc<LocalCluster>,
-    store: Arc<FileFlagStore>,
+    store: Arc<dyn FlagStore>,
 ) -> tokio::task::JoinHandle<()> {
     use tokio::sync::broadcast::error::RecvError;
     // Subscribed before the first load: a change made in between is not missed.
     let mut events = engine.subscribe();
-    load_flags(&cluster, &store);
+    load_flags(&cluster, store.as_ref()).await;
     tokio::spawn(async move {
         loop {
             match events.recv().await {
                 // Lagged: some events were missed, perhaps flag changes; reload to be sure.
-                Ok(Event::Flag { .. }) | Err(RecvError::Lagged(_)) => load_flags(&cluster, &store),
+                Ok(Event::Flag { .. }) | Err(RecvError::Lagged(_)) => load_flags(&cluster, store.as_ref()).await,
                 Ok(_) => {}
                 Err(RecvError::Closed) => break,
             }
@@ -210,8 +213,8 @@ pub fn spawn_flag_sync(
     })
 }
 
-fn load_flags(cluster: &LocalCluster, store: &FileFlagStore) {
-    match store.load().and_then(|(set, _)| FlagEvaluator::new(&set)) {
+async fn load_flags(cluster: &LocalCluster, store: &dyn FlagStore) {
+    match store.load().await.and_then(|(set, _)| FlagEvaluator::new(&set)) {
         Ok(evaluator) => cluster.set_flags(Arc::new(evaluator)),
         Err(e) => tracing::warn!("the local pods keep their flags: {e}"),
     }
@@ -349,23 +352,25 @@ impl Host {
         Self::start_with(estate, data_dir, None, readonly, what).await
     }
 
-    /// As [`Host::start`], with the flags in `flags_file` (a flagd file that must exist) instead
-    /// of `<data dir>/flags.json` (written with the demo flags when missing).
+    /// As [`Host::start`], with the flags `flags` names (a flagd file that must exist, or a
+    /// FeatureFlag resource that must be readable) instead of `<data dir>/flags.json` (written
+    /// with the demo flags when missing).
     pub async fn start_with(
         estate: Arc<Estate>,
         data_dir: &Path,
-        flags_file: Option<&Path>,
+        flags: Option<&FlagSource>,
         readonly: bool,
         what: &str,
     ) -> Result<Host, HostError> {
         let lock = DataDirLock::acquire(data_dir, what)?;
-        // A flag file named on the command line must be usable before anything starts.
-        if let Some(path) = flags_file {
-            if !path.exists() {
-                return Err(HostError::Flags(format!("flag file {} does not exist; check --flags", path.display())));
-            }
-            FileFlagStore::open(path, None).map_err(|e| HostError::Flags(e.to_string()))?;
-        }
+        // A flag store named on the command line must be usable before anything starts.
+        let named = match flags {
+            Some(source) => Some(source.open().await.map_err(|e| match e {
+                FlagError::Cluster { .. } => HostError::FlagStore(e.to_string()),
+                other => HostError::Flags(other.to_string()),
+            })?),
+            None => None,
+        };
         let store = Arc::new(Store::open(&paths::store_file(data_dir))?);
         let (by_env, kube) = kubernetes_clusters(&estate).await;
         // Before marking: a rollout another console left in a cluster shows here as interrupted.
@@ -397,15 +402,15 @@ impl Host {
         let engine = Engine::new(estate.clone(), engine_cluster, cluster.clone(), store.clone(), readonly);
         let kube_audit = if readonly { None } else { spawn_kube_audit(&engine, kube) };
         engine.attach_flag_metrics(cluster.clone());
-        let opened = match flags_file {
-            Some(path) => FileFlagStore::open(path, None),
-            None => FileFlagStore::open(&data_dir.join("flags.json"), Some(crate::flags::DEMO_FLAGS)),
+        let opened: Result<Arc<dyn FlagStore>, FlagError> = match named {
+            Some(store) => Ok(store),
+            None => FileFlagStore::open(&data_dir.join("flags.json"), Some(crate::flags::DEMO_FLAGS))
+                .map(|f| Arc::new(f) as Arc<dyn FlagStore>),
         };
         let flag_sync = match opened {
             Ok(f) => {
-                let f = Arc::new(f);
                 engine.attach_flags(f.clone());
-                Some(spawn_flag_sync(&engine, cluster.clone(), f))
+                Some(spawn_flag_sync(&engine, cluster.clone(), f).await)
             }
             Err(e) => {
                 tracing::warn!("flags unavailable: {e}");

@@ -46,8 +46,16 @@ pub struct Cli {
     /// Refuse every change.
     #[arg(long, global = true)]
     pub readonly: bool,
-    /// Feature flags from this flagd file instead of `<data dir>/flags.json`.
-    #[arg(long = "flags", id = "flags_file", global = true, value_name = "FILE", env = "SHIPDECK_FLAGS")]
+    /// Feature flags from this flagd file, or from OpenFeature's FeatureFlag resource in a cluster
+    /// (`k8s:CONTEXT/NAMESPACE/NAME`, an empty CONTEXT for the kubeconfig's current one), instead
+    /// of `<data dir>/flags.json`.
+    #[arg(
+        long = "flags",
+        id = "flags_file",
+        global = true,
+        value_name = "FILE|k8s:CONTEXT/NAMESPACE/NAME",
+        env = "SHIPDECK_FLAGS"
+    )]
     pub flags_file: Option<PathBuf>,
     /// Confirm destructive actions (abort, rollback, restart, resume --full) without asking.
     #[arg(long, short = 'y', global = true)]
@@ -258,9 +266,8 @@ impl Ctx<'_> {
     /// The process that holds the data dir, with the flags `--flags` names if any.
     /// With `--metrics-addr`, the host serves `/metrics` too.
     pub async fn start_host(&self, readonly: bool, what: &str) -> Result<Host, crate::host::HostError> {
-        let mut host =
-            Host::start_with(self.estate.clone(), &self.data_dir, self.cli.flags_file.as_deref(), readonly, what)
-                .await?;
+        let flags = self.flag_source().map_err(crate::host::HostError::Flags)?;
+        let mut host = Host::start_with(self.estate.clone(), &self.data_dir, flags.as_ref(), readonly, what).await?;
         if let Some(addr) = self.cli.metrics_addr {
             match host.serve_metrics(addr).await {
                 Ok(bound) => {
@@ -278,9 +285,9 @@ impl Ctx<'_> {
         Ok(host)
     }
 
-    /// The flag file this command reads and writes.
-    pub fn flags_file(&self) -> PathBuf {
-        self.cli.flags_file.clone().unwrap_or_else(|| self.data_dir.join("flags.json"))
+    /// The flag store `--flags` names, if it does; `None`: `<data dir>/flags.json`.
+    pub fn flag_source(&self) -> Result<Option<crate::flags::FlagSource>, String> {
+        self.cli.flags_file.as_deref().map(crate::flags::FlagSource::parse).transpose()
     }
 }
 

@@ -26,17 +26,18 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::Restart { app, env, version } => restart(inner, actor, &env, &app, version).await,
         Command::SetFlag { key, enabled } => {
             let word = if enabled { "on" } else { "off" };
-            change_flag(inner, actor, &key, &format!("turned {word}"), |s| s.set_enabled(&key, enabled))
+            change_flag(inner, actor, &key, &format!("turned {word}"), |s| s.set_enabled(&key, enabled)).await
         }
         Command::SetFlagRollout { key, percent } => {
             change_flag(inner, actor, &key, &format!("rolled out to {percent}%"), |s| s.set_rollout(&key, percent))
+                .await
         }
         Command::EditFlag { key, edit } => {
             edit.rule().map_err(|e| EngineError::BadInput(e.to_string()))?;
-            change_flag(inner, actor, &key, &edit.action(), |s| edit.apply(s, &key))
+            change_flag(inner, actor, &key, &edit.action(), |s| edit.apply(s, &key)).await
         }
         Command::FlagRollout { key, app, env, stages, template } => {
-            start_flag_rollout(engine, actor, key, &app, &env, stages, template)
+            start_flag_rollout(engine, actor, key, &app, &env, stages, template).await
         }
         c @ (Command::CreateEmergency { .. } | Command::ApproveEmergency { .. } | Command::ExecuteEmergency { .. }) => {
             let o = super::emergency::execute(inner, actor, c).await?;
@@ -54,7 +55,7 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
                 ));
             }
             // Would the split apply? Refuse now rather than fail in the background.
-            let mut set = store.load().map_err(|e| EngineError::BadInput(e.to_string()))?.0;
+            let mut set = store.load().await.map_err(flag_load_error)?.0;
             set.set_enabled(&key, true)
                 .and_then(|()| set.set_weights(&key, &[(control.clone(), 50), (treatment.clone(), 50)]))
                 .map_err(|e| EngineError::BadInput(e.to_string()))?;
@@ -81,7 +82,7 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
     }
 }
 
-fn start_flag_rollout(
+async fn start_flag_rollout(
     engine: &Engine,
     actor: &str,
     key: String,
@@ -97,7 +98,7 @@ fn start_flag_rollout(
     if inner.flag_metrics().is_none() {
         return Err(EngineError::Refused("no flag metrics: progressive rollouts need the local cluster".into()));
     }
-    let set = store.load().map_err(|e| EngineError::BadInput(e.to_string()))?.0;
+    let set = store.load().await.map_err(flag_load_error)?.0;
     if set.flag(&key).is_none() {
         return Err(EngineError::BadInput(format!("no flag named `{key}` (flags: {})", set.keys().join(", "))));
     }
@@ -131,23 +132,32 @@ fn start_flag_rollout(
     })
 }
 
-fn change_flag(
+async fn change_flag(
     inner: &Inner,
     actor: &str,
     key: &str,
     what: &str,
-    change: impl FnOnce(&mut crate::flags::FlagSet) -> Result<(), crate::flags::FlagError>,
+    change: impl FnOnce(&mut crate::flags::FlagSet) -> Result<(), crate::flags::FlagError> + Send,
 ) -> Result<Outcome, EngineError> {
-    use crate::flags::FlagError;
     use crate::flags::change::ChangeError;
     let store = inner.flags.get().ok_or_else(|| EngineError::Refused("no flag store is configured".into()))?;
-    let flag = crate::flags::change::apply(store, &inner.store, actor, key, what, change).map_err(|e| match e {
-        ChangeError::Flag(FlagError::Io { .. }) | ChangeError::Record { .. } => EngineError::Backend(e.to_string()),
+    let applied = crate::flags::change::apply(store.as_ref(), &inner.store, actor, key, what, change).await;
+    let flag = applied.map_err(|e| match e {
+        ChangeError::Flag(ref f) if f.is_backend() => EngineError::Backend(e.to_string()),
+        ChangeError::Record { .. } => EngineError::Backend(e.to_string()),
         other => EngineError::BadInput(other.to_string()),
     })?;
     let message = format!("flag {key} {what} by {actor}");
     inner.emit(Event::Flag { flag, by: actor.to_string() });
     Ok(Outcome { message, release: None, running: false })
+}
+
+/// Reading the flags failed: the store's backend (exit 3), else what it holds (exit 2).
+fn flag_load_error(e: crate::flags::FlagError) -> EngineError {
+    match e {
+        crate::flags::FlagError::Cluster { .. } => EngineError::Backend(e.to_string()),
+        other => EngineError::BadInput(other.to_string()),
+    }
 }
 
 fn lookup<'a>(inner: &'a Inner, env: &str, app: &str) -> Result<&'a AppSettings, EngineError> {
@@ -244,7 +254,7 @@ async fn create(
         }
         _ => plan::build(strategy, settings, previous.as_deref()),
     };
-    plan.extend(flag_steps(inner, settings, env, version, kind, previous.as_deref(), flags)?);
+    plan.extend(flag_steps(inner, settings, env, version, kind, previous.as_deref(), flags).await?);
     let now = Utc::now();
     let mut id = Release::make_id(env, &settings.name, version, now);
     let mut n = 2;
@@ -291,7 +301,7 @@ async fn create(
 /// The flag step a release ends with: a deploy or promotion applies the flags its version
 /// declares and the command adds (checked against the flag store now, so a typo is refused
 /// before anything moves); a rollback puts back the flags of the release it replaces.
-fn flag_steps(
+async fn flag_steps(
     inner: &Inner,
     settings: &AppSettings,
     env: &str,
@@ -322,7 +332,7 @@ fn flag_steps(
     let store = inner.flags.get().ok_or_else(|| {
         EngineError::Refused("the release carries flag changes but no flag store is configured".into())
     })?;
-    let mut set = store.load().map_err(|e| EngineError::BadInput(e.to_string()))?.0;
+    let mut set = store.load().await.map_err(flag_load_error)?.0;
     for c in &changes {
         crate::flags::change::set(&mut set, c).map_err(|e| EngineError::BadInput(format!("flag change {c}: {e}")))?;
     }

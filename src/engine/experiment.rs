@@ -75,13 +75,14 @@ pub(crate) async fn run(inner: Arc<Inner>, e: Experiment) {
     );
     let split = [(e.control.clone(), 50), (e.treatment.clone(), 50)];
     let mut written = None;
-    let started = change::apply(flags, &inner.store, &e.actor, &e.key, &action, |s| {
+    let started = change::apply(flags.as_ref(), &inner.store, &e.actor, &e.key, &action, |s| {
         before = s.flag(&e.key).cloned();
         s.set_enabled(&e.key, true)?;
         s.set_weights(&e.key, &split)?;
         written = s.flag(&e.key).cloned();
         Ok(())
-    });
+    })
+    .await;
     match started {
         Ok(flag) => inner.emit(Event::Flag { flag, by: e.actor.clone() }),
         Err(err) => {
@@ -96,10 +97,13 @@ pub(crate) async fn run(inner: Arc<Inner>, e: Experiment) {
     let put_back = format!("experiment ended ({}): flag back as before", verdict_word(verdict));
     let restored = match before.clone() {
         // Changed by someone else meanwhile (a kill switch, say): left as it is.
-        Some(b) => change::apply(flags, &inner.store, &e.actor, &e.key, &put_back, |s| {
-            super::flag_rollout::unchanged_since(s, &e.key, &written)?;
-            s.restore_flag(&e.key, b)
-        }),
+        Some(b) => {
+            change::apply(flags.as_ref(), &inner.store, &e.actor, &e.key, &put_back, |s| {
+                super::flag_rollout::unchanged_since(s, &e.key, &written)?;
+                s.restore_flag(&e.key, b)
+            })
+            .await
+        }
         None => Err(change::ChangeError::Flag(crate::flags::FlagError::Unknown {
             key: e.key.clone(),
             known: String::new(),

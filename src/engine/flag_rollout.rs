@@ -83,7 +83,7 @@ pub(crate) async fn run(inner: Arc<Inner>, r: Rollout) {
         inner.emit(done(false, "no flag store or no flag metrics: nothing was changed".into()));
         return;
     };
-    let before = match flags.load() {
+    let before = match flags.load().await {
         Ok((set, _)) => set.flag(&r.key).cloned(),
         Err(e) => {
             inner.emit(done(false, format!("cannot read the flags: {e}")));
@@ -101,13 +101,14 @@ pub(crate) async fn run(inner: Arc<Inner>, r: Rollout) {
     let mut written = None;
     for (i, stage) in r.stages.iter().enumerate() {
         let action = format!("progressive rollout stage {}/{n}: {}%", i + 1, stage.percent);
-        let applied = change::apply(flags, &inner.store, &r.actor, &r.key, &action, |s| {
+        let applied = change::apply(flags.as_ref(), &inner.store, &r.actor, &r.key, &action, |s| {
             unchanged_since(s, &r.key, &last)?;
             s.set_enabled(&r.key, true)?;
             s.set_rollout(&r.key, stage.percent)?;
             written = s.flag(&r.key).cloned();
             Ok(())
-        });
+        })
+        .await;
         match applied {
             Ok(flag) => {
                 last = written.take();
@@ -123,10 +124,11 @@ pub(crate) async fn run(inner: Arc<Inner>, r: Rollout) {
         if let Err(why) = judge_stage(&r, metrics.as_ref(), hold).await {
             let why = format!("progressive rollout failed at {}% (stage {}/{n}): {why}", stage.percent, i + 1);
             let action = format!("{why}; turned back to its state before the rollout");
-            let reverted = change::apply(flags, &inner.store, &r.actor, &r.key, &action, |s| {
+            let reverted = change::apply(flags.as_ref(), &inner.store, &r.actor, &r.key, &action, |s| {
                 unchanged_since(s, &r.key, &last)?;
                 s.restore_flag(&r.key, before.clone())
-            });
+            })
+            .await;
             match reverted {
                 Ok(flag) => {
                     inner.emit(Event::Flag { flag, by: r.actor.clone() });

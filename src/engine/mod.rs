@@ -282,7 +282,7 @@ pub(crate) struct Inner {
     pub store: Arc<Store>,
     pub events: broadcast::Sender<Event>,
     pub readonly: bool,
-    pub flags: std::sync::OnceLock<Arc<crate::flags::FileFlagStore>>,
+    pub flags: std::sync::OnceLock<Arc<dyn crate::flags::FlagStore>>,
     /// Per-variant traffic of flags, for progressive rollouts.
     flag_metrics: std::sync::OnceLock<Arc<dyn crate::analysis::FlagMetrics>>,
     /// Providers set in place of the estate's (tests put a failing Prometheus here).
@@ -338,7 +338,7 @@ impl Engine {
     }
 
     /// Give the engine a flag store; flag commands are refused without one.
-    pub fn attach_flags(&self, store: Arc<crate::flags::FileFlagStore>) {
+    pub fn attach_flags(&self, store: Arc<dyn crate::flags::FlagStore>) {
         let _ = self.inner.flags.set(store);
     }
 
@@ -348,7 +348,7 @@ impl Engine {
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let Some(metrics) = self.inner.flag_metrics() else { return out };
         let targets: Vec<Target> = self.inner.estate.targets().into_iter().map(|(t, _)| t).collect();
-        for flag in self.flag_views() {
+        for flag in self.flag_views().await {
             for t in &targets {
                 let Ok(by_variant) = metrics.variant_metrics(t, &flag.key, window).await else { continue };
                 for (variant, m) in by_variant {
@@ -360,13 +360,14 @@ impl Engine {
     }
 
     /// The flags as stored now.
-    pub fn flag_views(&self) -> Vec<crate::flags::FlagView> {
-        self.flag_set().map(|set| set.views()).unwrap_or_default()
+    pub async fn flag_views(&self) -> Vec<crate::flags::FlagView> {
+        self.flag_set().await.map(|set| set.views()).unwrap_or_default()
     }
 
-    /// The whole flag document as stored now (`None` without a flag store or when it cannot be read).
-    pub fn flag_set(&self) -> Option<crate::flags::FlagSet> {
-        self.inner.flags.get().and_then(|f| f.load().ok()).map(|(set, _)| set)
+    /// The whole flag document as stored now, for showing (`None` without a flag store or when
+    /// it cannot be read; a store in a cluster may answer from its read of a few seconds ago).
+    pub async fn flag_set(&self) -> Option<crate::flags::FlagSet> {
+        self.inner.flags.get()?.current().await.ok()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -205,8 +205,8 @@ pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progr
             };
             monitor(ctx, &watch, progress).await
         }
-        Step::ApplyFlags { changes } => apply_flags(ctx, changes),
-        Step::RevertFlags { release_id } => revert_flags(ctx, release_id),
+        Step::ApplyFlags { changes } => apply_flags(ctx, changes).await,
+        Step::RevertFlags { release_id } => revert_flags(ctx, release_id).await,
         Step::AbExperiment { seconds } => {
             let Some(prev) = prev else { return StepResult::Done("nothing to compare with".into()) };
             let ab = &ctx.settings.ab;
@@ -233,15 +233,16 @@ pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progr
 
 /// The flag changes a release carries, in one save; a release run again (after a crash)
 /// applies them again, which changes nothing the second time.
-fn apply_flags(ctx: &StepCtx<'_>, changes: &[crate::model::FlagSetting]) -> StepResult {
+async fn apply_flags(ctx: &StepCtx<'_>, changes: &[crate::model::FlagSetting]) -> StepResult {
     let Some(store) = ctx.inner.flags.get() else { return StepResult::Fail("no flag store is configured".into()) };
     let id = &ctx.release.id;
     let edits: Vec<(String, String)> =
         changes.iter().map(|c| (c.flag.clone(), format!("{c} with release {id}"))).collect();
-    let applied =
-        crate::flags::change::apply_many(store, &ctx.inner.store, &ctx.release.requested_by, Some(id), &edits, |s| {
-            changes.iter().try_for_each(|c| crate::flags::change::set(s, c))
-        });
+    let by = &ctx.release.requested_by;
+    let applied = crate::flags::change::apply_many(store.as_ref(), &ctx.inner.store, by, Some(id), &edits, |s| {
+        changes.iter().try_for_each(|c| crate::flags::change::set(s, c))
+    })
+    .await;
     match applied {
         Ok(views) => {
             for flag in views {
@@ -255,7 +256,7 @@ fn apply_flags(ctx: &StepCtx<'_>, changes: &[crate::model::FlagSetting]) -> Step
 }
 
 /// Puts back, in one save, every flag release `of` changed, as it was before that release.
-fn revert_flags(ctx: &StepCtx<'_>, of: &str) -> StepResult {
+async fn revert_flags(ctx: &StepCtx<'_>, of: &str) -> StepResult {
     let Some(store) = ctx.inner.flags.get() else { return StepResult::Fail("no flag store is configured".into()) };
     let changes = match ctx.inner.store.flag_changes_of_release(of) {
         Ok(c) => c,
@@ -269,7 +270,7 @@ fn revert_flags(ctx: &StepCtx<'_>, of: &str) -> StepResult {
         }
     }
     // A flag deleted since is left out (and named), not a reason to undo the rollback.
-    let present = store.load().map(|(set, _)| set.keys()).unwrap_or_default();
+    let present = store.load().await.map(|(set, _)| set.keys()).unwrap_or_default();
     let gone: Vec<String> = restore.iter().filter(|(k, _)| !present.contains(k)).map(|(k, _)| k.clone()).collect();
     restore.retain(|(k, _)| present.contains(k));
     let gone_note = if gone.is_empty() { String::new() } else { format!("; {} no longer exist", gone.join(", ")) };
@@ -279,10 +280,11 @@ fn revert_flags(ctx: &StepCtx<'_>, of: &str) -> StepResult {
     let id = &ctx.release.id;
     let edits: Vec<(String, String)> =
         restore.iter().map(|(k, _)| (k.clone(), format!("reverted with release {id}, as before {of}"))).collect();
-    let reverted =
-        crate::flags::change::apply_many(store, &ctx.inner.store, &ctx.release.requested_by, Some(id), &edits, |s| {
-            restore.iter().filter_map(|(k, b)| b.clone().map(|b| (k, b))).try_for_each(|(k, b)| s.restore_flag(k, b))
-        });
+    let by = &ctx.release.requested_by;
+    let reverted = crate::flags::change::apply_many(store.as_ref(), &ctx.inner.store, by, Some(id), &edits, |s| {
+        restore.iter().filter_map(|(k, b)| b.clone().map(|b| (k, b))).try_for_each(|(k, b)| s.restore_flag(k, b))
+    })
+    .await;
     match reverted {
         Ok(views) => {
             let names: Vec<String> = views.iter().map(|v| v.key.clone()).collect();

@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 
-use super::{FileFlagStore, FlagError, FlagSet, FlagView};
+use super::{FlagError, FlagSet, FlagStore, FlagView};
 use crate::model::{AuditEntry, FlagChange, FlagSetting, FlagTo};
 use crate::store::Store;
 
@@ -19,33 +19,35 @@ pub enum ChangeError {
 }
 
 /// Applies `change` to flag `key` and records it as `action` by `actor`.
-pub fn apply(
-    flags: &FileFlagStore,
+pub async fn apply(
+    flags: &dyn FlagStore,
     db: &Store,
     actor: &str,
     key: &str,
     action: &str,
-    change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError>,
+    change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError> + Send,
 ) -> Result<FlagView, ChangeError> {
-    let views = apply_many(flags, db, actor, None, &[(key.to_string(), action.to_string())], change)?;
+    let views = apply_many(flags, db, actor, None, &[(key.to_string(), action.to_string())], change).await?;
     views.into_iter().next().ok_or_else(|| FlagError::Unknown { key: key.to_string(), known: String::new() }.into())
 }
 
 /// Applies `change`, which edits the flags named in `edits` (key, action), in one save, and
 /// records each with its before and after, and with the release that carries them if any.
-pub fn apply_many(
-    flags: &FileFlagStore,
+pub async fn apply_many(
+    flags: &dyn FlagStore,
     db: &Store,
     actor: &str,
     release_id: Option<&str>,
     edits: &[(String, String)],
-    change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError>,
+    change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError> + Send,
 ) -> Result<Vec<FlagView>, ChangeError> {
     let mut before = Vec::new();
-    let set = flags.update(|s| {
-        before = edits.iter().map(|(k, _)| s.flag(k).cloned()).collect();
-        change(s)
-    })?;
+    let set = flags
+        .update(|s| {
+            before = edits.iter().map(|(k, _)| s.flag(k).cloned()).collect();
+            change(s)
+        })
+        .await?;
     let views = set.views();
     let at = Utc::now();
     let mut out = Vec::new();
@@ -93,14 +95,15 @@ pub fn set(s: &mut FlagSet, setting: &FlagSetting) -> Result<(), FlagError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::FileFlagStore;
 
-    #[test]
-    fn a_change_is_saved_and_recorded_with_the_flag_before_and_after() {
+    #[tokio::test]
+    async fn a_change_is_saved_and_recorded_with_the_flag_before_and_after() {
         let dir = tempfile::tempdir().unwrap();
         let flags = FileFlagStore::open(&dir.path().join("flags.json"), Some(super::super::DEMO_FLAGS)).unwrap();
         let db = Store::open_in_memory().unwrap();
         let key = flags.load().unwrap().0.keys()[0].clone();
-        let view = apply(&flags, &db, "alice", &key, "turned off", |s| s.set_enabled(&key, false)).unwrap();
+        let view = apply(&flags, &db, "alice", &key, "turned off", |s| s.set_enabled(&key, false)).await.unwrap();
         assert!(!view.enabled);
         let changes = db.flag_changes(Some(&key), 10).unwrap();
         assert_eq!(changes.len(), 1);
@@ -110,14 +113,15 @@ mod tests {
         assert_eq!(db.audit_log(Some(&key), 10).unwrap()[0].detail, "turned off");
     }
 
-    #[test]
-    fn an_unknown_flag_changes_nothing_and_records_nothing() {
+    #[tokio::test]
+    async fn an_unknown_flag_changes_nothing_and_records_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("flags.json");
         let flags = FileFlagStore::open(&path, Some(super::super::DEMO_FLAGS)).unwrap();
         let on_disk = std::fs::read_to_string(&path).unwrap();
         let db = Store::open_in_memory().unwrap();
-        let err = apply(&flags, &db, "alice", "nope", "turned off", |s| s.set_enabled("nope", false)).unwrap_err();
+        let err =
+            apply(&flags, &db, "alice", "nope", "turned off", |s| s.set_enabled("nope", false)).await.unwrap_err();
         assert!(err.to_string().contains("no flag named `nope`"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), on_disk);
         assert!(db.flag_changes(None, 10).unwrap().is_empty());

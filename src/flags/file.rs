@@ -4,15 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{FlagError, FlagSet};
+use async_trait::async_trait;
+
+pub use super::Revision;
+use super::{FlagError, FlagSet, FlagStore};
 
 pub struct FileFlagStore {
     path: PathBuf,
 }
-
-/// What the file held when it was read, to detect a change by someone else.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision(String);
 
 impl FileFlagStore {
     /// The store at `path`; when the file does not exist, `seed` is written there first.
@@ -46,7 +45,7 @@ impl FileFlagStore {
     pub fn save(&self, set: &FlagSet, read: &Revision) -> Result<Revision, FlagError> {
         let now = std::fs::read_to_string(&self.path).map_err(|e| self.io(e))?;
         if now != read.0 {
-            return Err(FlagError::Conflict { path: self.path.display().to_string() });
+            return Err(FlagError::Conflict { what: format!("flag file {} changed on disk", self.path.display()) });
         }
         let text = set.to_json();
         // Never write a file that would not load again (e.g. a restored definition whose `$ref`
@@ -74,6 +73,21 @@ impl FileFlagStore {
     }
 }
 
+#[async_trait]
+impl FlagStore for FileFlagStore {
+    fn describe(&self) -> String {
+        format!("flag file {}", self.path.display())
+    }
+
+    async fn load(&self) -> Result<(FlagSet, Revision), FlagError> {
+        FileFlagStore::load(self)
+    }
+
+    async fn save(&self, set: &FlagSet, read: &Revision) -> Result<Revision, FlagError> {
+        FileFlagStore::save(self, set, read)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,7 +101,15 @@ mod tests {
         let theirs = super::super::DEMO_FLAGS.replace("\"DISABLED\"", "\"ENABLED\"");
         std::fs::write(&path, &theirs).unwrap();
         set.set_enabled("dark-mode", false).unwrap();
-        assert!(matches!(store.save(&set, &rev), Err(FlagError::Conflict { .. })));
+        let err = store.save(&set, &rev).unwrap_err();
+        assert!(matches!(err, FlagError::Conflict { .. }));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "flag file {} changed on disk since it was read; nothing was saved, reload and try again",
+                path.display()
+            )
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), theirs);
     }
 

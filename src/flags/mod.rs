@@ -13,14 +13,19 @@ pub mod change;
 pub mod edit;
 pub mod eval;
 pub mod file;
+pub mod kube;
 pub mod preview;
 pub mod rules;
+pub mod source;
 
+use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 pub use eval::FlagEvaluator;
 pub use file::FileFlagStore;
+pub use kube::{FeatureFlagRef, KubeFlagStore};
+pub use source::FlagSource;
 
 /// The demo flags written to a new data dir.
 pub const DEMO_FLAGS: &str = include_str!("demo-flags.json");
@@ -31,12 +36,66 @@ pub enum FlagError {
     Invalid { path: String, message: String },
     #[error("flag file {path}: {message}")]
     Io { path: String, message: String },
-    #[error("flag file {path} changed on disk since it was read; nothing was saved, reload and try again")]
-    Conflict { path: String },
+    /// Someone else saved since the set was read. `what` says what changed and where ("flag file
+    /// X changed on disk", "FeatureFlag shop/flags changed in the cluster").
+    #[error("{what} since it was read; nothing was saved, reload and try again")]
+    Conflict { what: String },
+    /// A flag resource in a cluster that flagd could not use; the message names the JSON path.
+    #[error("{resource}: {message}")]
+    BadResource { resource: String, message: String },
+    /// The store's cluster could not be used (unreachable, forbidden, not found, …).
+    #[error("{resource}: {message}")]
+    Cluster { resource: String, message: String },
     #[error("no flag named `{key}` (flags: {known})")]
     Unknown { key: String, known: String },
     #[error("{0}")]
     Refused(String),
+}
+
+impl FlagError {
+    /// The store could not be reached or read (a backend failure, not bad input).
+    pub fn is_backend(&self) -> bool {
+        matches!(self, FlagError::Io { .. } | FlagError::Cluster { .. })
+    }
+}
+
+/// What the store held when it was read, to detect a change by someone else: the file's text,
+/// or the FeatureFlag resource as read (its `resourceVersion` is what the API server checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision(String);
+
+/// Where a flag set is kept: loaded whole with its [`Revision`], saved whole only when the
+/// stored one is still that revision (compare-and-swap), else [`FlagError::Conflict`] and
+/// nothing is written.
+#[async_trait]
+pub trait FlagStore: Send + Sync {
+    /// What and where the store is, for messages ("flag file /x/flags.json", "FeatureFlag shop/flags").
+    fn describe(&self) -> String;
+
+    /// The flag set as stored now, and its revision.
+    async fn load(&self) -> Result<(FlagSet, Revision), FlagError>;
+
+    /// Save `set` if the store still holds revision `read`; the new revision.
+    async fn save(&self, set: &FlagSet, read: &Revision) -> Result<Revision, FlagError>;
+
+    /// The flag set to show (the console's refresh): a store behind a network may answer from
+    /// what it read a moment ago instead of asking again every second.
+    async fn current(&self) -> Result<FlagSet, FlagError> {
+        Ok(self.load().await?.0)
+    }
+}
+
+impl dyn FlagStore + '_ {
+    /// Load, change, save; a conflict leaves the store as the other writer left it.
+    pub async fn update(
+        &self,
+        change: impl FnOnce(&mut FlagSet) -> Result<(), FlagError> + Send,
+    ) -> Result<FlagSet, FlagError> {
+        let (mut set, rev) = self.load().await?;
+        change(&mut set)?;
+        self.save(&set, &rev).await?;
+        Ok(set)
+    }
 }
 
 /// What the console shows of one flag.

@@ -137,7 +137,7 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         .collect();
     log.reverse();
     let flag_served = engine.flag_served(std::time::Duration::from_secs(60)).await;
-    let flag_set = engine.flag_set();
+    let flag_set = engine.flag_set().await;
     let flag_detail = match (flag, &flag_set) {
         (Some(key), Some(set)) => FlagDetail {
             key: key.to_string(),

@@ -16,26 +16,29 @@ use crate::flags::change::{self, ChangeError};
 use crate::flags::edit::FlagEdit;
 use crate::flags::eval::{Context, FlagEvaluator};
 use crate::flags::preview;
-use crate::flags::{DEMO_FLAGS, FileFlagStore, FlagError, FlagSet};
+use crate::flags::{DEMO_FLAGS, FileFlagStore, FlagError, FlagSet, FlagStore};
 use crate::host::{DataDirLock, HostError};
 use crate::store::Store;
 
 pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
     let cli = ctx.cli;
-    let path = ctx.flags_file();
     if let Err(e) = std::fs::create_dir_all(&ctx.data_dir) {
         return fail(cli, EXIT_BACKEND, &format!("cannot create the data dir {}: {e}", ctx.data_dir.display()));
     }
-    // A file named with --flags must exist; the data dir's own is made with the demo flags.
-    let seed = if cli.flags_file.is_some() { None } else { Some(DEMO_FLAGS) };
-    if seed.is_none() && !path.exists() {
-        return fail(cli, EXIT_BAD_INPUT, &format!("flag file {} does not exist; check --flags", path.display()));
-    }
-    let store = match FileFlagStore::open(&path, seed) {
+    // A store named with --flags must be there (a file that exists, a FeatureFlag that can be
+    // read); the data dir's own file is made with the demo flags.
+    let opened = match ctx.flag_source() {
+        Err(why) => return fail(cli, EXIT_BAD_INPUT, &why),
+        Ok(Some(source)) => source.open().await,
+        Ok(None) => FileFlagStore::open(&ctx.data_dir.join("flags.json"), Some(DEMO_FLAGS))
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn FlagStore>),
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => return fail(cli, flag_exit(&e), &e.to_string()),
     };
-    let set = match store.load() {
+    let store = store.as_ref();
+    let set = match store.load().await {
         Ok((set, _)) => set,
         Err(e) => return fail(cli, flag_exit(&e), &e.to_string()),
     };
@@ -45,14 +48,14 @@ pub(crate) async fn run(ctx: &Ctx<'_>, cmd: &FlagsCmd) -> i32 {
         FlagsCmd::Eval { flag, context } => eval(ctx, &set, flag, context),
         FlagsCmd::Preview { flag, sample } => preview(ctx, &set, flag, *sample),
         FlagsCmd::History { flag, limit } => history(ctx, &set, flag, *limit),
-        FlagsCmd::Enable { flag } => change_flag(ctx, &store, flag, true, None).await,
-        FlagsCmd::Disable { flag } => change_flag(ctx, &store, flag, false, None).await,
-        FlagsCmd::SetRollout { flag, percent } => change_flag(ctx, &store, flag, true, Some(*percent)).await,
+        FlagsCmd::Enable { flag } => change_flag(ctx, store, flag, true, None).await,
+        FlagsCmd::Disable { flag } => change_flag(ctx, store, flag, false, None).await,
+        FlagsCmd::SetRollout { flag, percent } => change_flag(ctx, store, flag, true, Some(*percent)).await,
         FlagsCmd::Target { flag, .. }
         | FlagsCmd::Weights { flag, .. }
         | FlagsCmd::Tag { flag, .. }
         | FlagsCmd::Depend { flag, .. } => match cmd.edit() {
-            Some(Ok(e)) => edit(ctx, &store, flag, e).await,
+            Some(Ok(e)) => edit(ctx, store, flag, e).await,
             Some(Err(why)) => fail(cli, EXIT_BAD_INPUT, &why),
             None => fail(cli, EXIT_BAD_INPUT, "not an edit"),
         },
@@ -201,7 +204,7 @@ fn say(cli: &super::Cli, json: Value, text: &str) {
 
 fn flag_exit(e: &FlagError) -> i32 {
     match e {
-        FlagError::Io { .. } => EXIT_BACKEND,
+        e if e.is_backend() => EXIT_BACKEND,
         _ => EXIT_BAD_INPUT,
     }
 }
@@ -382,7 +385,7 @@ fn history(ctx: &Ctx<'_>, set: &FlagSet, flag: &str, limit: usize) -> i32 {
     EXIT_OK
 }
 
-async fn change_flag(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, enable: bool, percent: Option<u32>) -> i32 {
+async fn change_flag(ctx: &Ctx<'_>, store: &dyn FlagStore, flag: &str, enable: bool, percent: Option<u32>) -> i32 {
     let cli = ctx.cli;
     if cli.readonly {
         return fail(cli, EXIT_BAD_INPUT, "read-only: a flag change would change the estate");
@@ -396,7 +399,7 @@ async fn change_flag(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, enable: b
     let dependents = if enable || percent.is_some() {
         Vec::new()
     } else {
-        store.load().map(|(s, _)| s.enabled_dependents(flag)).unwrap_or_default()
+        store.load().await.map(|(s, _)| s.enabled_dependents(flag)).unwrap_or_default()
     };
     let also = if dependents.is_empty() {
         String::new()
@@ -422,12 +425,12 @@ async fn change_flag(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, enable: b
     let (action, result) = match percent {
         Some(p) => {
             let action = format!("rolled out to {p}%");
-            let r = change::apply(store, &db, &ctx.actor, flag, &action, |s| s.set_rollout(flag, p));
+            let r = change::apply(store, &db, &ctx.actor, flag, &action, |s| s.set_rollout(flag, p)).await;
             (action, r)
         }
         None => {
             let action = if enable { "turned on" } else { "turned off" }.to_string();
-            let r = change::apply(store, &db, &ctx.actor, flag, &action, |s| s.set_enabled(flag, enable));
+            let r = change::apply(store, &db, &ctx.actor, flag, &action, |s| s.set_enabled(flag, enable)).await;
             (action, r)
         }
     };
@@ -452,7 +455,7 @@ async fn change_flag(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, enable: b
 }
 
 /// One flag edit: saved and recorded here, or handed to the shipdeck that holds the data dir.
-async fn edit(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, e: FlagEdit) -> i32 {
+async fn edit(ctx: &Ctx<'_>, store: &dyn FlagStore, flag: &str, e: FlagEdit) -> i32 {
     let cli = ctx.cli;
     if cli.readonly {
         return fail(cli, EXIT_BAD_INPUT, "read-only: a flag change would change the estate");
@@ -471,7 +474,7 @@ async fn edit(ctx: &Ctx<'_>, store: &FileFlagStore, flag: &str, e: FlagEdit) -> 
         Err(err) => return fail(cli, EXIT_BACKEND, &err.to_string()),
     };
     let action = e.action();
-    match change::apply(store, &db, &ctx.actor, flag, &action, |s| e.apply(s, flag)) {
+    match change::apply(store, &db, &ctx.actor, flag, &action, |s| e.apply(s, flag)).await {
         Ok(view) => {
             if cli.json {
                 println!("{}", json!({"type": "flag", "flag": view, "action": action, "by": ctx.actor}));

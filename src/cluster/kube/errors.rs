@@ -90,6 +90,7 @@ fn singular(resource: &str) -> &str {
         "events" => "Event",
         "rollouts" | "rollouts/status" => "Rollout",
         "replicasets" => "ReplicaSet",
+        "featureflags" => "FeatureFlag",
         other => other,
     }
 }

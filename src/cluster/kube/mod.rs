@@ -12,7 +12,7 @@
 pub mod argo;
 pub mod argo_info;
 mod connect;
-mod errors;
+pub(crate) mod errors;
 pub mod lease;
 pub mod objects;
 pub mod record;
@@ -20,7 +20,7 @@ mod state;
 mod watches;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -41,14 +41,16 @@ pub fn objects(http_route: bool) -> KubeObjects {
     o
 }
 
+/// A client (default namespace `NS`) that talks to the returned fake API server.
+pub fn client() -> (Client, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, NS), ApiServer { handle, held: Vec::new() })
+}
+
 /// A cluster whose client talks to the returned fake API server.
 pub fn cluster(http_route: bool) -> (Arc<KubeCluster>, ApiServer) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, NS);
-    (
-        KubeCluster::new(client, NS, vec![(target().clone(), objects(http_route))]),
-        ApiServer { handle, held: Vec::new() },
-    )
+    let (client, server) = client();
+    (KubeCluster::new(client, NS, vec![(target().clone(), objects(http_route))]), server)
 }
 
 pub struct ApiServer {

@@ -1,0 +1,213 @@
+//! The FeatureFlag store's contract with the API server, in kube-rs's tower-test pattern: each
+//! test plays the API server and asserts every request's method, path, query, content type and
+//! body before answering it.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::cluster::kube::tests::{ApiServer, NS, client, status};
+use crate::flags::DEMO_FLAGS;
+
+const PATH: &str = "/apis/core.openfeature.dev/v1beta1/namespaces/shop/featureflags/flags";
+
+fn store() -> (KubeFlagStore, ApiServer) {
+    let (client, api) = client();
+    (KubeFlagStore::new(client, NS, "flags"), api)
+}
+
+/// The demo flags as `spec.flagSpec` (a flagd document without `$schema`).
+fn demo_flag_spec() -> Value {
+    let mut doc: Value = serde_json::from_str(DEMO_FLAGS).unwrap();
+    doc.as_object_mut().unwrap().remove("$schema");
+    doc
+}
+
+fn feature_flag(resource_version: &str, flag_spec: Value) -> Value {
+    json!({
+        "apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlag",
+        "metadata": {
+            "name": "flags", "namespace": NS, "resourceVersion": resource_version, "uid": "0b5e",
+            "labels": {"app.kubernetes.io/part-of": "shop"},
+            "annotations": {"team": "checkout"},
+            "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update"}],
+        },
+        "spec": {"flagSpec": flag_spec},
+    })
+}
+
+/// A GET of the FeatureFlag, asserted and answered with `body`.
+async fn serve_get(api: &mut ApiServer, code: u16, body: Value) {
+    let x = api.expect("GET", PATH).await;
+    assert!(x.query.is_empty(), "a plain GET: {:?}", x.query);
+    assert_eq!(x.body, Value::Null, "a GET has no body");
+    x.reply(code, body);
+}
+
+#[test]
+fn a_flagd_document_round_trips_through_the_resource_shape_unchanged() {
+    let mut with_everything: Value = serde_json::from_str(DEMO_FLAGS).unwrap();
+    with_everything["$evaluators"] = json!({"is-pro": {"in": ["pro", {"var": "plan"}]}});
+    with_everything["metadata"] = json!({"flagSetId": "shop", "version": "3"});
+    for doc in [serde_json::from_str::<Value>(DEMO_FLAGS).unwrap(), with_everything] {
+        let spec = flag_spec_of(&doc).unwrap();
+        assert!(!spec.contains_key("$schema"), "the resource has no place for $schema");
+        assert_eq!(document_of(&spec), doc);
+        // And the other way: what the cluster holds comes back as it was.
+        assert_eq!(flag_spec_of(&document_of(&spec)).unwrap(), spec);
+        // The set read from it is the set read from the file.
+        let text = document_of(&spec).to_string();
+        assert_eq!(FlagSet::parse(&text, "r").unwrap(), FlagSet::parse(&doc.to_string(), "f").unwrap());
+    }
+    let err = flag_spec_of(&json!({"flags": {}, "owner": "me"})).unwrap_err();
+    assert!(err.contains("top-level `owner` has no place in a FeatureFlag's spec.flagSpec"), "{err}");
+}
+
+#[tokio::test]
+async fn load_gets_the_feature_flag_and_reads_its_flag_spec_as_flagd_does() {
+    let (store, mut api) = store();
+    let server = serve_get(&mut api, 200, feature_flag("41", demo_flag_spec()));
+    let (loaded, ()) = tokio::join!(store.load(), server);
+    let (set, _) = loaded.unwrap();
+    assert_eq!(set, FlagSet::parse(DEMO_FLAGS, "demo").unwrap());
+    assert_eq!(store.describe(), "FeatureFlag shop/flags");
+}
+
+#[tokio::test]
+async fn save_replaces_the_object_as_read_with_its_resource_version_and_the_new_flags() {
+    let (store, mut api) = store();
+    let server = serve_get(&mut api, 200, feature_flag("41", demo_flag_spec()));
+    let (loaded, ()) = tokio::join!(store.load(), server);
+    let (mut set, rev) = loaded.unwrap();
+    set.set_enabled("dark-mode", false).unwrap();
+
+    let server = async {
+        let x = api.expect("PUT", PATH).await;
+        assert_eq!(x.query.get("fieldManager").map(String::as_str), Some("shipdeck"));
+        assert_eq!(x.content_type.as_deref(), Some("application/json"));
+        let mut expected = feature_flag("41", demo_flag_spec());
+        expected["spec"]["flagSpec"]["flags"]["dark-mode"]["state"] = json!("DISABLED");
+        expected["metadata"].as_object_mut().unwrap().remove("managedFields");
+        assert_eq!(x.body, expected, "the object as read: labels, annotations, resourceVersion; the new flags");
+        let mut saved = x.body.clone();
+        saved["metadata"]["resourceVersion"] = json!("42");
+        x.reply(200, saved);
+    };
+    let (saved, ()) = tokio::join!(store.save(&set, &rev), server);
+    let new_rev = saved.unwrap();
+    assert_ne!(new_rev, rev);
+    assert!(new_rev.0.contains(r#""resourceVersion":"42""#), "{new_rev:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflict_is_the_stores_conflict_error_and_nothing_else_is_written() {
+    let (store, mut api) = store();
+    let store: &dyn FlagStore = &store;
+    let server = async {
+        serve_get(&mut api, 200, feature_flag("41", demo_flag_spec())).await;
+        let x = api.expect("PUT", PATH).await;
+        assert_eq!(x.body["metadata"]["resourceVersion"], "41");
+        x.reply(409, status(409, "Conflict", "Operation cannot be fulfilled on featureflags.core.openfeature.dev \"flags\": the object has been modified; please apply your changes to the latest version and try again"));
+    };
+    let (updated, ()) = tokio::join!(store.update(|s| s.set_enabled("dark-mode", false)), server);
+    let err = updated.unwrap_err();
+    assert!(matches!(err, FlagError::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "FeatureFlag shop/flags changed in the cluster since it was read; nothing was saved, reload and try again"
+    );
+    api.expect_silence().await;
+}
+
+#[tokio::test]
+async fn a_missing_feature_flag_is_named_with_how_to_create_it() {
+    let (store, mut api) = store();
+    let missing = json!({
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+        "message": "featureflags.core.openfeature.dev \"flags\" not found",
+        "details": {"name": "flags", "group": "core.openfeature.dev", "kind": "featureflags"},
+    });
+    let (loaded, ()) = tokio::join!(store.load(), serve_get(&mut api, 404, missing));
+    let err = loaded.unwrap_err();
+    assert!(err.is_backend(), "{err:?}");
+    let m = err.to_string();
+    assert!(m.starts_with("FeatureFlag shop/flags: not found in namespace shop — create it"), "{m}");
+    assert!(m.contains("core.openfeature.dev/v1beta1 named flags with the flags under spec.flagSpec.flags"), "{m}");
+
+    // Without the operator's CRD the whole resource type is missing: that is said instead.
+    let no_crd = status(404, "NotFound", "the server could not find the requested resource");
+    let (loaded, ()) = tokio::join!(store.load(), serve_get(&mut api, 404, no_crd));
+    let m = loaded.unwrap_err().to_string();
+    assert!(m.contains("the API server has no FeatureFlag resource") && m.contains("OpenFeature operator"), "{m}");
+}
+
+#[tokio::test]
+async fn a_forbidden_update_names_the_verb_and_resource_to_grant() {
+    let (store, mut api) = store();
+    let server = serve_get(&mut api, 200, feature_flag("41", demo_flag_spec()));
+    let (loaded, ()) = tokio::join!(store.load(), server);
+    let (set, rev) = loaded.unwrap();
+    let server = async {
+        let forbidden = status(403, "Forbidden", "featureflags.core.openfeature.dev \"flags\" is forbidden");
+        api.expect("PUT", PATH).await.reply(403, forbidden);
+    };
+    let (saved, ()) = tokio::join!(store.save(&set, &rev), server);
+    let m = saved.unwrap_err().to_string();
+    assert!(
+        m.starts_with("FeatureFlag shop/flags: forbidden: shipdeck may not update featureflags in namespace shop"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_resource_with_a_broken_flag_is_refused_naming_its_path_in_the_resource() {
+    let (store, mut api) = store();
+    let broken = |edit: &dyn Fn(&mut Value)| {
+        let mut spec = demo_flag_spec();
+        edit(&mut spec);
+        feature_flag("41", spec)
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            broken(&|s| s["flags"]["dark-mode"]["state"] = json!(true)),
+            "spec.flagSpec.flags.dark-mode.state must be \"ENABLED\" or \"DISABLED\"",
+        ),
+        (
+            broken(&|s| s["flags"]["dark-mode"]["variants"] = json!("on")),
+            "spec.flagSpec.flags.dark-mode.variants must be an object with at least one variant",
+        ),
+        (
+            broken(&|s| s["flags"]["dark-mode"]["defaultVariant"] = json!("maybe")),
+            "spec.flagSpec.flags.dark-mode.defaultVariant `maybe` is not one of its variants",
+        ),
+        (
+            broken(&|s| s["flags"]["dark-mode"]["targeting"] = json!({"$ref": "nope"})),
+            "spec.flagSpec.flags.dark-mode.targeting: $ref to `nope`, which is not in $evaluators",
+        ),
+        (broken(&|s| *s = json!({"metadata": {}})), "spec.flagSpec needs a `flags` object"),
+        (
+            json!({"apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlag",
+                "metadata": {"name": "flags", "resourceVersion": "1"}, "spec": {}}),
+            "has no spec.flagSpec; the flags go under spec.flagSpec.flags",
+        ),
+    ];
+    for (resource, says) in cases {
+        let (loaded, ()) = tokio::join!(store.load(), serve_get(&mut api, 200, resource));
+        let err = loaded.unwrap_err();
+        assert!(matches!(err, FlagError::BadResource { .. }), "{err:?}");
+        assert_eq!(err.to_string(), format!("FeatureFlag shop/flags: {says}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_console_is_shown_what_was_read_a_moment_ago_then_reads_again() {
+    let (store, mut api) = store();
+    let (shown, ()) = tokio::join!(store.current(), serve_get(&mut api, 200, feature_flag("41", demo_flag_spec())));
+    let first = shown.unwrap();
+    tokio::time::advance(SHOW_CACHED_FOR / 2).await;
+    assert_eq!(store.current().await.unwrap(), first, "answered without a request");
+    tokio::time::advance(SHOW_CACHED_FOR).await;
+    let mut theirs = demo_flag_spec();
+    theirs["flags"]["dark-mode"]["state"] = json!("DISABLED");
+    let (shown, ()) = tokio::join!(store.current(), serve_get(&mut api, 200, feature_flag("43", theirs)));
+    assert_ne!(shown.unwrap(), first, "read again: someone else's change shows");
+}
