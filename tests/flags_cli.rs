@@ -513,3 +513,56 @@ fn flags_can_live_in_a_file_outside_the_data_dir() {
     assert_eq!(code, 2);
     assert!(err.contains("does not exist; check --flags"), "{err}");
 }
+
+/// A kubeconfig whose one context, `kind-prod`, points at `server`.
+fn kubeconfig(s: &Shipdeck, server: &str) -> std::path::PathBuf {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: kind-prod\nclusters:\n- name: kind\n  cluster:\n    server: {server}\n\
+         contexts:\n- name: kind-prod\n  context:\n    cluster: kind\n    user: me\nusers:\n- name: me\n  user:\n    token: t\n"
+    );
+    common::file(s.data_dir(), "kubeconfig.yaml", &yaml)
+}
+
+#[test]
+fn flags_in_a_cluster_that_cannot_be_used_are_refused_plainly_and_nothing_is_written() {
+    let s = Shipdeck::new();
+    // A loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = kubeconfig(&s, &format!("http://127.0.0.1:{port}"));
+    let run = |args: &[&str]| {
+        let o = s.cmd(args).env("KUBECONFIG", &config).output().expect("run shipdeck");
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+
+    // A reference that names no FeatureFlag: bad input.
+    for (bad, says) in [
+        ("k8s:shop/flags", "`k8s:shop/flags`: --flags k8s:CONTEXT/NAMESPACE/NAME names a FeatureFlag resource"),
+        ("k8s:kind-prod/Shop/flags", "namespace `Shop` is not a Kubernetes name"),
+    ] {
+        let (code, err) = run(&["--flags", bad, "flags", "list"]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+
+    // A context the kubeconfig does not have, and an API server that is not there: exit 3.
+    let (code, err) = run(&["--flags", "k8s:gke-prod/shop/flags", "flags", "list"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("FeatureFlag shop/flags: context gke-prod of the kubeconfig cannot be used")
+            && err.contains("KUBECONFIG"),
+        "{err}"
+    );
+    let (code, err) = run(&["--flags", "k8s:/shop/flags", "flags", "list"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("FeatureFlag shop/flags: cannot reach the Kubernetes API server to get featureflags flags"),
+        "{err}"
+    );
+
+    // The same from a command that runs the engine, before anything starts.
+    let (code, err) = run(&["--flags", "k8s:kind-prod/shop/flags", "deploy", "web", "1.1.0", "--env", "dev", "-y"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot reach the Kubernetes API server"), "{err}");
+    assert!(!s.data_dir().join("flags.json").exists(), "no flag file is made in the data dir");
+    assert!(!s.data_dir().join("shipdeck.db").exists(), "refused before the store was opened: no release");
+}

@@ -170,7 +170,8 @@ impl KubeFlagStore {
             Some(c) => format!("context {c}"),
             None => "the current context".to_string(),
         };
-        let unusable = |message: String| FlagError::Cluster { resource: r.to_string(), message };
+        let resource = format!("FeatureFlag {}/{}", r.namespace, r.name);
+        let unusable = |message: String| FlagError::Cluster { resource: resource.clone(), message };
         let options = KubeConfigOptions { context: r.context.clone(), ..Default::default() };
         let config = match kubeconfig {
             Some(k) => Config::from_custom_kubeconfig(k, &options).await,
