@@ -1,5 +1,6 @@
 //! The command line: clap definitions and the non-interactive subcommands.
 
+mod argo;
 mod console;
 mod emergency;
 pub mod flags;
@@ -202,6 +203,12 @@ pub enum Cmd {
         #[command(subcommand)]
         what: EnvCmd,
     },
+    /// Argo Rollouts in a Kubernetes environment: list, promote, promote-full, abort, retry,
+    /// undo — as the `kubectl argo rollouts` plugin does them.
+    Argo {
+        #[command(subcommand)]
+        what: argo::ArgoCmd,
+    },
     /// Write an SVG image of every console pane and of the help overlay, drawn from built-in
     /// demo data at 160×48 in the --theme (default dark), to DIR/<pane>.svg and DIR/help.svg.
     Screenshots {
@@ -248,6 +255,7 @@ pub async fn run(cli: Cli) -> i32 {
         Some(Cmd::Flags { what }) => flags::run(&ctx, what).await,
         Some(Cmd::Emergency { what }) => emergency::run(&ctx, what).await,
         Some(Cmd::Screenshots { out }) => screenshots::write_all(&cli, out),
+        Some(Cmd::Argo { what }) => argo::run(&ctx, what).await,
         Some(other) => match to_engine_command(other) {
             Some((command, destructive)) => act(&ctx, command, destructive).await,
             None => fail(&cli, EXIT_BAD_INPUT, "unsupported command"),
@@ -346,6 +354,7 @@ fn to_engine_command(cmd: &Cmd) -> Option<(EngineCommand, Option<String>)> {
         | Cmd::Flags { .. }
         | Cmd::Notes { .. }
         | Cmd::Emergency { .. }
+        | Cmd::Argo { .. }
         | Cmd::Screenshots { .. } => {
             return None;
         }

@@ -26,16 +26,21 @@ pub async fn connect(
     try_connect(env, apps, kubeconfig).await
 }
 
-async fn try_connect(
-    env: &Environment,
-    apps: Vec<(Target, KubeObjects)>,
-    kubeconfig: Option<Kubeconfig>,
-) -> Result<Arc<KubeCluster>, String> {
+/// A client for an environment's kubeconfig context; nothing is sent yet.
+pub struct Connection {
+    pub client: Client,
+    /// The estate's namespace, else the context's.
+    pub namespace: String,
+    /// The API server's URL, for messages.
+    pub url: String,
+    /// "context NAME" or "the current context", for messages.
+    pub context: String,
+}
+
+/// The environment's [`Connection`]. `kubeconfig` as for [`connect`].
+pub async fn client_for(env: &Environment, kubeconfig: Option<Kubeconfig>) -> Result<Connection, String> {
     let settings = env.cluster.kubernetes().cloned().unwrap_or_default();
-    let context = match &settings.context {
-        Some(c) => format!("context {c}"),
-        None => "the current context".to_string(),
-    };
+    let context = context_words(env);
     let options = KubeConfigOptions { context: settings.context.clone(), ..Default::default() };
     let config = match kubeconfig {
         Some(k) => Config::from_custom_kubeconfig(k, &options).await,
@@ -52,6 +57,22 @@ async fn try_connect(
     let namespace = settings.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
     let client = Client::try_from(config)
         .map_err(|e| format!("environment {}: cannot make a client for {context} ({url}): {e}", env.name))?;
+    Ok(Connection { client, namespace, url, context })
+}
+
+fn context_words(env: &Environment) -> String {
+    match env.cluster.kubernetes().and_then(|k| k.context.as_ref()) {
+        Some(c) => format!("context {c}"),
+        None => "the current context".to_string(),
+    }
+}
+
+async fn try_connect(
+    env: &Environment,
+    apps: Vec<(Target, KubeObjects)>,
+    kubeconfig: Option<Kubeconfig>,
+) -> Result<Arc<KubeCluster>, String> {
+    let Connection { client, namespace, url, context } = client_for(env, kubeconfig).await?;
     match tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {

@@ -36,7 +36,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-pub use self::connect::{CONNECT_TIMEOUT, connect};
+pub use self::connect::{CONNECT_TIMEOUT, Connection, client_for, connect};
 use self::errors::{Action, describe, is_transient, status, timed_out};
 use self::objects::*;
 use crate::cluster::*;
