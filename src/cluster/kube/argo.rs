@@ -388,14 +388,16 @@ fn pick_revision(owned: &[Value], to: Option<u64>) -> Result<(u64, &Value), Stri
 }
 
 /// apimachinery's `Semantic.DeepDerivative(a, b)` on JSON: what `a` leaves unset (absent, null,
-/// empty string, empty map) is ignored; everything `a` sets must be equal in `b`.
+/// empty string, empty map or list) is ignored; everything `a` sets must be equal in `b`, and a
+/// list in `a` must be a prefix of `b`'s.
 fn derivative(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Null, _) => true,
         (Value::String(s), _) if s.is_empty() => true,
+        (Value::Object(x), _) if x.is_empty() => true,
+        (Value::Array(x), _) if x.is_empty() => true,
         (Value::Object(x), Value::Object(y)) => x.iter().all(|(k, v)| derivative(v, y.get(k).unwrap_or(&Value::Null))),
-        (Value::Object(x), Value::Null) => x.is_empty(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| derivative(p, q)),
+        (Value::Array(x), Value::Array(y)) => x.len() <= y.len() && x.iter().zip(y).all(|(p, q)| derivative(p, q)),
         (x, y) => x == y,
     }
 }

@@ -371,6 +371,32 @@ async fn forbidden_names_the_verb_and_the_status_subresource() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_busy_api_server_is_tried_again_as_every_write_sets_absolute_values() {
+    let (argo, mut api) = argo();
+    let server = async {
+        api.expect("PATCH", &status_path("web")).await.reply(503, status(503, "ServiceUnavailable", "busy"));
+        merge_patch(&mut api, &status_path("web"), json!({"status": {"abort": true}}), canary(1, json!({}))).await;
+    };
+    let (result, ()) = tokio::join!(argo.abort("web"), server);
+    assert!(result.unwrap().changed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_api_server_that_never_answers_is_unreachable_exit_3() {
+    let (argo, mut api) = argo();
+    let server = async {
+        for _ in 0..3 {
+            let x = api.expect("GET", &rollout_path("web")).await;
+            x.hold(&mut api);
+        }
+    };
+    let (result, ()) = tokio::join!(argo.promote("web"), server);
+    let err = result.unwrap_err();
+    assert_eq!(err.exit_code(), 3);
+    assert!(err.to_string().contains("did not answer get rollouts web within 10s"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_bad_name_is_refused_before_any_request() {
     let (argo, mut api) = argo();
     let err = argo.abort("web/../../secrets").await.unwrap_err();
