@@ -98,7 +98,7 @@ async fn more_traffic(c: &LocalCluster, n: u64) {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    crate::http::client_builder().no_proxy().build().expect("client")
 }
 
 /// Sends one request through the entry; returns the status and the version that answered.
