@@ -229,7 +229,7 @@ async fn run() -> Result<(), String> {
     }
     let entry = cluster.state(&target).await.map_err(|e| e.to_string())?.entry_url.ok_or("no entry URL")?;
     let url = format!("{entry}/api/v1/users");
-    let client = reqwest::Client::builder()
+    let client = shipdeck::http::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()

@@ -28,7 +28,7 @@ async fn finish(host: &Host, cmd: Command) -> shipdeck::model::Release {
 /// Versions that answered `n` requests sent through the app's router.
 async fn versions_answering(host: &Host, target: &Target, n: usize) -> Vec<String> {
     let url = host.cluster.state(target).await.expect("state").entry_url.expect("router url");
-    let client = reqwest::Client::new();
+    let client = shipdeck::http::client_builder().build().expect("an HTTP client");
     let mut seen = Vec::new();
     for _ in 0..n {
         let r = client.get(format!("{url}/api/v1/users")).send().await.expect("router answers");
@@ -108,7 +108,7 @@ async fn the_pods_serve_prometheus_metrics_per_version() {
 /// and how many of them failed.
 async fn new_checkout_served(host: &Host, target: &Target, n: usize) -> (Vec<String>, usize) {
     let url = host.cluster.state(target).await.expect("state").entry_url.expect("router url");
-    let client = reqwest::Client::new();
+    let client = shipdeck::http::client_builder().build().expect("an HTTP client");
     let (mut seen, mut failed) = (Vec::new(), 0);
     for i in 0..n {
         let r = client

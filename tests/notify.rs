@@ -51,7 +51,8 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 async fn scrape(url: &str) -> String {
-    let r = reqwest::get(url).await.expect("metrics answer");
+    let client = shipdeck::http::client_builder().build().expect("an HTTP client");
+    let r = client.get(url).send().await.expect("metrics answer");
     assert_eq!(r.status(), 200);
     let kind = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
