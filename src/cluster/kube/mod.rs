@@ -30,6 +30,7 @@ use std::time::Duration;
 use ::kube::Client;
 use ::kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use async_trait::async_trait;
+use futures::FutureExt;
 use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -259,16 +260,18 @@ impl KubeCluster {
     /// The snapshot's state of one app, once the watches have listed.
     async fn synced_state(&self, t: &Target) -> Result<WorkloadState, ClusterError> {
         let o = self.objects(t)?;
-        let ready = tokio::time::timeout(self.timeout, self.stores.wait_until_ready(self.uses_routes())).await;
+        let with_routes = self.uses_routes();
+        let ready = match self.stores.wait_until_ready(with_routes).now_or_never() {
+            Some(listed) => Ok(listed),
+            // A watch that already fails says so at once rather than after the whole wait.
+            None if self.watch_errors.summary().is_some() => Ok(false),
+            None => tokio::time::timeout(self.timeout, self.stores.wait_until_ready(with_routes)).await,
+        };
         if !matches!(ready, Ok(true)) {
             let why = self.watch_errors.summary().unwrap_or_else(|| "no answer yet".into());
             return Err(ClusterError::Unreachable {
                 target: t.to_string(),
-                message: format!(
-                    "the watches of namespace {} have not listed within {}s: {why}",
-                    self.namespace,
-                    self.timeout.as_secs()
-                ),
+                message: format!("the watches of namespace {} have not listed: {why}", self.namespace),
             });
         }
         Ok(state::compute(o, &self.stores.snapshot()))
