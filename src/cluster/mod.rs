@@ -185,12 +185,29 @@ pub enum ClaimStatus {
 /// The right to drive a workload's rollout, kept (renewed) while this value lives.
 pub struct Claim {
     pub status: tokio::sync::watch::Receiver<ClaimStatus>,
-    _keeper: Box<dyn Send + Sync>,
+    keeper: Box<dyn Send + Sync>,
+    /// In a mutex only so that a claim can be shared (`Sync`); it is taken once.
+    hand_back: std::sync::Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
 }
 
 impl Claim {
     pub fn new(status: tokio::sync::watch::Receiver<ClaimStatus>, keeper: impl Send + Sync + 'static) -> Self {
-        Self { status, _keeper: Box::new(keeper) }
+        Self { status, keeper: Box::new(keeper), hand_back: std::sync::Mutex::new(None) }
+    }
+
+    /// What [`Claim::hand_back`] does, besides no longer renewing.
+    pub fn on_hand_back(self, f: futures::future::BoxFuture<'static, ()>) -> Self {
+        Self { hand_back: std::sync::Mutex::new(Some(f)), ..self }
+    }
+
+    /// Give the claim up now (rather than letting it lapse), so another may take it at once.
+    pub async fn hand_back(self) {
+        let Claim { keeper, hand_back, .. } = self;
+        drop(keeper);
+        let hand_back = hand_back.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = hand_back {
+            f.await;
+        }
     }
 
     /// Resolves with the reason once the claim is lost (never, while it is held).

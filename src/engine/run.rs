@@ -20,6 +20,8 @@ pub(crate) struct Run {
     release: Release,
     actions: mpsc::UnboundedReceiver<Action>,
     progress: Progress,
+    /// The right to drive the workload, on clusters other consoles share.
+    claim: Option<crate::cluster::Claim>,
 }
 
 enum Next {
@@ -41,7 +43,7 @@ impl Run {
     pub fn new(inner: Arc<Inner>, release: Release, actions: mpsc::UnboundedReceiver<Action>) -> Self {
         let target = Target::new(&release.env, &release.app);
         let settings = inner.estate.settings(&release.env, &release.app).cloned();
-        Self { inner, target, settings, release, actions, progress: Progress::default() }
+        Self { inner, target, settings, release, actions, progress: Progress::default(), claim: None }
     }
 
     pub async fn drive(mut self) {
@@ -49,6 +51,10 @@ impl Run {
             tracing::error!("release {}: {e}", self.release.id);
             self.inner
                 .emit(Event::Note { release_id: Some(self.release.id.clone()), message: format!("engine error: {e}") });
+        }
+        // Handed back before anyone hears the task ended: the next command may claim at once.
+        if let Some(claim) = self.claim.take() {
+            claim.hand_back().await;
         }
         self.inner.emit(Event::Finished { release_id: self.release.id.clone(), status: self.release.status });
     }
@@ -64,7 +70,7 @@ impl Run {
         }
         // On a cluster other consoles share, only the holder of the workload's claim drives it.
         let holder = format!("{} (pid {})", crate::config::paths::identity(None), std::process::id());
-        let mut claim = match self.inner.cluster.claim(&self.target, &holder).await {
+        self.claim = match self.inner.cluster.claim(&self.target, &holder).await {
             Ok(claim) => claim,
             Err(e) if self.release.status.is_terminal() => {
                 let message = format!("not driven here: {e}");
@@ -88,7 +94,7 @@ impl Run {
                     let next = tokio::select! {
                         biased;
                         a = self.actions.recv() => Next::Action(a),
-                        reason = lost(&mut claim) => Next::Lost(reason),
+                        reason = lost(&mut self.claim) => Next::Lost(reason),
                     };
                     let action = match next {
                         Next::Action(a) => a,
@@ -120,12 +126,12 @@ impl Run {
             self.start_step(&step)?;
             let started = Instant::now();
             let next = {
-                let Run { inner, target, release, actions, progress, .. } = self;
+                let Run { inner, target, release, actions, progress, claim, .. } = self;
                 let ctx = StepCtx { inner, target, settings: &settings, release };
                 tokio::select! {
                     biased;
                     a = actions.recv() => Next::Action(a),
-                    reason = lost(&mut claim) => Next::Lost(reason),
+                    reason = lost(claim) => Next::Lost(reason),
                     r = steps::execute(&ctx, &step, progress) => Next::Step(r),
                 }
             };

@@ -60,6 +60,31 @@ impl KubeCluster {
         self.claim(t, holder, true).await
     }
 
+    /// Give the lease up, as client-go's `ReleaseOnCancel` does: no holder, a one-second
+    /// duration. Only a lease `holder` still holds is touched.
+    pub async fn release_lease(&self, t: &Target, holder: &str) -> Result<(), ClusterError> {
+        let name = lease_name(t, self).ok_or_else(|| ClusterError::Other(format!("no app {t}")))?;
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let mut lease = match self.call(t, Action::new("get", "leases", &name), || api.get(&name)).await {
+            Ok(l) => l,
+            Err(ApiFailure { code: Some(404), .. }) => return Ok(()),
+            Err(f) => return Err(f.error),
+        };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        if spec.holder_identity.as_deref() != Some(holder) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self.call(t, Action::new("update", "leases", &name), || api.replace(&name, &post, &lease)).await {
+            // Someone wrote it meanwhile: theirs now, nothing to give back.
+            Ok(_) | Err(ApiFailure { code: Some(409), .. }) => Ok(()),
+            Err(f) => Err(f.error),
+        }
+    }
+
     async fn claim(&self, t: &Target, holder: &str, renewing: bool) -> Result<LeaseStatus, ClusterError> {
         let name = lease_name(t, self).ok_or_else(|| ClusterError::Other(format!("no app {t}")))?;
         let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);

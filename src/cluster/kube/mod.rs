@@ -470,8 +470,14 @@ impl Cluster for KubeCluster {
             }
         }
         let me = self.me.upgrade().ok_or_else(|| ClusterError::Other("the cluster is shutting down".into()))?;
-        let keeper = lease::LeaseKeeper::spawn(me, t.clone(), holder.to_string());
-        Ok(Some(Claim::new(keeper.status.clone(), keeper)))
+        let keeper = lease::LeaseKeeper::spawn(me.clone(), t.clone(), holder.to_string());
+        let (t, holder) = (t.clone(), holder.to_string());
+        let hand_back = Box::pin(async move {
+            if let Err(e) = me.release_lease(&t, &holder).await {
+                tracing::warn!("{t}: handing the lease back (it lapses on its own): {e}");
+            }
+        });
+        Ok(Some(Claim::new(keeper.status.clone(), keeper).on_hand_back(hand_back)))
     }
 }
 

@@ -14,6 +14,7 @@ struct Shared {
     inner: Arc<FakeCluster>,
     held_by: Option<String>,
     status: watch::Sender<ClaimStatus>,
+    handed_back: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
@@ -42,20 +43,44 @@ impl Cluster for Shared {
                 target: t.to_string(),
                 message: format!("{other} is driving this rollout (Lease shipdeck-web in namespace shop)"),
             }),
-            None => Ok(Some(Claim::new(self.status.subscribe(), ()))),
+            None => {
+                let handed_back = self.handed_back.clone();
+                let hand_back = Box::pin(async move { handed_back.store(true, std::sync::atomic::Ordering::SeqCst) });
+                Ok(Some(Claim::new(self.status.subscribe(), ()).on_hand_back(hand_back)))
+            }
         }
     }
 }
 
 fn shared_world(held_by: Option<&str>) -> (World, watch::Sender<ClaimStatus>) {
+    let (w, status, _) = shared_world_with_hand_back(held_by);
+    (w, status)
+}
+
+fn shared_world_with_hand_back(
+    held_by: Option<&str>,
+) -> (World, watch::Sender<ClaimStatus>, Arc<std::sync::atomic::AtomicBool>) {
     let store = Arc::new(Store::open_in_memory().unwrap());
     let estate = Arc::new(Estate::parse(ESTATE, "test estate").unwrap());
     let cluster = FakeCluster::new(&estate, &Default::default());
     let (status, _) = watch::channel(ClaimStatus::Held);
-    let shared =
-        Arc::new(Shared { inner: cluster.clone(), held_by: held_by.map(String::from), status: status.clone() });
+    let handed_back = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        inner: cluster.clone(),
+        held_by: held_by.map(String::from),
+        status: status.clone(),
+        handed_back: handed_back.clone(),
+    });
     let engine = Engine::new(estate.clone(), shared, cluster.clone(), store.clone(), false);
-    (World { engine, cluster, store, estate }, status)
+    (World { engine, cluster, store, estate }, status, handed_back)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_release_hands_its_claim_back_before_saying_it_finished() {
+    let (w, _status, handed_back) = shared_world_with_hand_back(None);
+    let r = w.run(deploy("1.1.0", StrategyKind::Rolling)).await;
+    assert_eq!(r.status, Status::Verified, "{:?}", r.reason);
+    assert!(handed_back.load(std::sync::atomic::Ordering::SeqCst), "the next command may claim at once");
 }
 
 #[tokio::test(start_paused = true)]

@@ -154,3 +154,38 @@ async fn a_claim_holds_the_lease_and_renews_it_while_it_lives() {
     drop(claim);
     api.expect_silence().await;
 }
+
+#[tokio::test]
+async fn handing_a_claim_back_clears_the_holder_as_client_go_does() {
+    use crate::cluster::Cluster;
+    let (c, mut api) = cluster(false);
+    let server = async {
+        api.expect("GET", &lease_path("shipdeck-web")).await.reply(200, lease("alice@laptop", ago(1), "7"));
+        let x = api.expect("PUT", &lease_path("shipdeck-web")).await;
+        let echo = x.body.clone();
+        x.reply(200, echo);
+    };
+    let (result, ()) = tokio::join!(c.claim(target(), "alice@laptop"), server);
+    let claim = result.unwrap().expect("a lease");
+    let server = async {
+        api.expect("GET", &lease_path("shipdeck-web")).await.reply(200, lease("alice@laptop", ago(1), "8"));
+        let x = api.expect("PUT", &lease_path("shipdeck-web")).await;
+        assert_eq!(x.body["metadata"]["resourceVersion"], "8");
+        assert!(x.body["spec"].get("holderIdentity").is_none(), "no holder: {}", x.body);
+        assert_eq!(x.body["spec"]["leaseDurationSeconds"], 1);
+        let echo = x.body.clone();
+        x.reply(200, echo);
+    };
+    tokio::join!(claim.hand_back(), server);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_someone_else_holds_now_is_not_handed_back() {
+    let (c, mut api) = cluster(false);
+    let server = async {
+        api.expect("GET", &lease_path("shipdeck-web")).await.reply(200, lease("bob@ci", ago(1), "9"));
+    };
+    let (result, ()) = tokio::join!(c.release_lease(target(), "alice@laptop"), server);
+    result.unwrap();
+    api.expect_silence().await;
+}
