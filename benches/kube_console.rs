@@ -74,6 +74,12 @@ type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 type Handle = tower_test::mock::Handle<Request<kube::client::Body>, Response<MockBody>>;
 
 fn main() {
+    if std::env::var("BENCH_TRACE").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let apps = std::env::var("SHIPDECK_BENCH_APPS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_APPS);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(run(apps));
@@ -116,7 +122,9 @@ async fn run(apps: usize) {
     let startup_requests = counts.snapshot();
     let peak = status_mb("VmHWM");
     let rss_after = status_mb("VmRSS");
-    let frame_ok = shown == apps && screen.contains(&names[0]) && screen.contains(&format!("● {VERSION} {PODS_PER_APP}/{PODS_PER_APP}"));
+    let frame_ok = shown == apps
+        && screen.contains(&names[0])
+        && screen.contains(&format!("● {VERSION} {PODS_PER_APP}/{PODS_PER_APP}"));
     if !frame_ok {
         eprintln!("the first frame does not show the workloads ({shown} of {apps} ready):\n{screen}");
     }

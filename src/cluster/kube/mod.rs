@@ -24,6 +24,7 @@ pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,7 +69,11 @@ pub struct KubeCluster {
     stores: watches::Stores,
     writers: Mutex<Option<watches::Writers>>,
     watch_errors: watches::WatchErrors,
+    listed: watches::Listed,
     changed: Arc<Notify>,
+    /// Counts the changes the watches brought; the index below is of the stores at `.0`.
+    generation: AtomicU64,
+    index: Mutex<Option<(u64, Arc<state::Index>)>>,
     route_resource: ApiResource,
     timeout: Duration,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -98,7 +103,10 @@ impl KubeCluster {
             stores,
             writers: Mutex::new(Some(writers)),
             watch_errors: Default::default(),
+            listed: Default::default(),
             changed: Arc::new(Notify::new()),
+            generation: AtomicU64::new(0),
+            index: Mutex::new(None),
             route_resource,
             timeout: REQUEST_TIMEOUT,
             tasks: Mutex::new(Vec::new()),
@@ -260,21 +268,39 @@ impl KubeCluster {
     /// The snapshot's state of one app, once the watches have listed.
     async fn synced_state(&self, t: &Target) -> Result<WorkloadState, ClusterError> {
         let o = self.objects(t)?;
-        let with_routes = self.uses_routes();
-        let ready = match self.stores.wait_until_ready(with_routes).now_or_never() {
-            Some(listed) => Ok(listed),
+        let ready = match self.listed.wait().now_or_never() {
+            Some(()) => true,
             // A watch that already fails says so at once rather than after the whole wait.
-            None if self.watch_errors.summary().is_some() => Ok(false),
-            None => tokio::time::timeout(self.timeout, self.stores.wait_until_ready(with_routes)).await,
+            None if self.watch_errors.summary().is_some() => false,
+            None => tokio::time::timeout(self.timeout, self.listed.wait()).await.is_ok(),
         };
-        if !matches!(ready, Ok(true)) {
+        if !ready {
             let why = self.watch_errors.summary().unwrap_or_else(|| "no answer yet".into());
             return Err(ClusterError::Unreachable {
                 target: t.to_string(),
                 message: format!("the watches of namespace {} have not listed: {why}", self.namespace),
             });
         }
-        Ok(state::compute(o, &self.stores.snapshot()))
+        Ok(state::compute(o, &self.index()))
+    }
+
+    /// The stores grouped by app, rebuilt only when the watches brought a change since.
+    fn index(&self) -> Arc<state::Index> {
+        // Read before the stores: an index built from newer stores is only rebuilt once more.
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((at, index)) = self.index.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && *at == generation
+        {
+            return index.clone();
+        }
+        let index = Arc::new(state::Index::of(self.stores.snapshot()));
+        *self.index.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, index.clone()));
+        index
+    }
+
+    /// The watches changed the stores: the index is stale.
+    fn stores_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 

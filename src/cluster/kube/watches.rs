@@ -2,7 +2,7 @@
 //! makes the watcher list again) — never by polling. Every change recomputes the workloads'
 //! states and wakes their `watch()` receivers when something they show changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use ::kube::Api;
@@ -11,7 +11,7 @@ use ::kube::runtime::reflector::{self, Store, store::Writer};
 use ::kube::runtime::{WatchStreamExt, watcher};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec, PodStatus, Service};
 
 use super::KubeCluster;
 use super::errors::{Action, describe};
@@ -53,13 +53,37 @@ impl Stores {
             routes: self.routes.state(),
         }
     }
+}
 
-    /// Whether every watch that runs has listed once.
-    pub async fn wait_until_ready(&self, with_routes: bool) -> bool {
-        let base = self.deployments.wait_until_ready().await.is_ok()
-            && self.pods.wait_until_ready().await.is_ok()
-            && self.services.wait_until_ready().await.is_ok();
-        base && (!with_routes || self.routes.wait_until_ready().await.is_ok())
+/// Which watches have listed once; `listed` turns true when all that run have. (A store's own
+/// `wait_until_ready` wakes only one waiter at a time: kube-runtime's `DelayedInit` keeps one
+/// waker, so a second task waiting on it left the first asleep until its timeout.)
+pub struct Listed {
+    done: Mutex<BTreeSet<&'static str>>,
+    pub listed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Listed {
+    fn default() -> Self {
+        Self { done: Mutex::default(), listed: tokio::sync::watch::channel(false).0 }
+    }
+}
+
+impl Listed {
+    pub fn mark(&self, resource: &'static str, with_routes: bool) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        done.insert(resource);
+        let all = ["deployments", "pods", "services"].iter().all(|r| done.contains(r))
+            && (!with_routes || done.contains("httproutes"));
+        if all {
+            self.listed.send_if_modified(|l| !std::mem::replace(l, true));
+        }
+    }
+
+    /// Until every watch that runs has listed once.
+    pub async fn wait(&self) {
+        let mut rx = self.listed.subscribe();
+        let _ = rx.wait_for(|l| *l).await;
     }
 }
 
@@ -96,22 +120,32 @@ impl KubeCluster {
                 writers.deployments,
                 &me,
                 "deployments",
+                trim_deployment,
             ),
-            spawn_watch(Api::namespaced(self.client.clone(), ns), labelled, writers.pods, &me, "pods"),
+            spawn_watch(Api::namespaced(self.client.clone(), ns), labelled, writers.pods, &me, "pods", trim_pod),
             spawn_watch(
                 Api::namespaced(self.client.clone(), ns),
                 watcher::Config::default(),
                 writers.services,
                 &me,
                 "services",
+                keep,
             ),
         ];
         if self.uses_routes() {
             let api = Api::namespaced_with(self.client.clone(), ns, &self.route_resource);
-            tasks.push(spawn_watch(api, watcher::Config::default(), writers.routes, &me, "httproutes"));
+            tasks.push(spawn_watch(api, watcher::Config::default(), writers.routes, &me, "httproutes", keep));
         }
         let changed = self.changed.clone();
+        let Some(cluster) = me.upgrade() else { return };
+        let mut listed = cluster.listed.listed.subscribe();
+        drop(cluster);
         tasks.push(tokio::spawn(async move {
+            // Nothing to show before every watch has listed once: states computed from half a
+            // list would flicker through the receivers (and cost a pass over the stores each).
+            if listed.wait_for(|l| *l).await.is_err() {
+                return;
+            }
             loop {
                 changed.notified().await;
                 let Some(cluster) = me.upgrade() else { break };
@@ -123,10 +157,10 @@ impl KubeCluster {
 
     /// Recompute every workload from the stores; receivers wake only on a real change.
     pub(super) fn refresh(&self) {
-        let snap = self.stores.snapshot();
+        let index = self.index();
         for (t, objects) in &self.apps {
             let Some(tx) = self.senders.get(t) else { continue };
-            let next = super::state::compute(objects, &snap);
+            let next = super::state::compute(objects, &index);
             tx.send_if_modified(|cur| {
                 let changed = *cur != next;
                 if changed {
@@ -143,9 +177,58 @@ impl KubeCluster {
         if let Some(w) = self.writers.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             f(w);
         }
+        for resource in ["deployments", "pods", "services", "httproutes"] {
+            self.listed.mark(resource, self.uses_routes());
+        }
+        self.stores_changed();
         self.refresh();
     }
 }
+
+/// Keeps what the state and the probe read of a Deployment: its labels, size and status (the
+/// pod template is read from the API when a version is made, never from the store).
+fn trim_deployment(d: &mut Deployment) {
+    if let Some(spec) = d.spec.as_mut() {
+        spec.template.spec = None;
+    }
+}
+
+/// Keeps what the state and the probe read of a pod: its name, labels, containers' names and
+/// ports, phase, conditions, container states and address. With 15,000 pods in a namespace,
+/// whole pods took most of the console's memory.
+fn trim_pod(p: &mut Pod) {
+    p.metadata.owner_references = None;
+    if let Some(spec) = p.spec.take() {
+        let containers = spec
+            .containers
+            .into_iter()
+            .map(|c| Container { name: c.name, ports: c.ports, ..Default::default() })
+            .collect();
+        p.spec = Some(PodSpec { containers, ..Default::default() });
+    }
+    if let Some(status) = p.status.take() {
+        let containers = status.container_statuses.map(|cs| {
+            cs.into_iter()
+                .map(|c| ContainerStatus {
+                    name: c.name,
+                    ready: c.ready,
+                    restart_count: c.restart_count,
+                    state: c.state,
+                    ..Default::default()
+                })
+                .collect()
+        });
+        p.status = Some(PodStatus {
+            phase: status.phase,
+            conditions: status.conditions,
+            container_statuses: containers,
+            pod_ip: status.pod_ip,
+            ..Default::default()
+        });
+    }
+}
+
+fn keep<K>(_: &mut K) {}
 
 fn spawn_watch<K>(
     api: Api<K>,
@@ -153,6 +236,7 @@ fn spawn_watch<K>(
     writer: Writer<K>,
     cluster: &Weak<KubeCluster>,
     resource: &'static str,
+    trim: fn(&mut K),
 ) -> tokio::task::JoinHandle<()>
 where
     K: ::kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -160,12 +244,21 @@ where
 {
     let cluster = cluster.clone();
     tokio::spawn(async move {
-        let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+        let objects = watcher(api, config).modify(move |o: &mut K| {
+            // Managed fields are most of an object's size and nothing here reads them.
+            o.meta_mut().managed_fields = None;
+            trim(o);
+        });
+        let stream = reflector::reflector(writer, objects).default_backoff();
         futures::pin_mut!(stream);
         while let Some(item) = stream.next().await {
             let Some(c) = cluster.upgrade() else { break };
             match item {
-                Ok(_) => {
+                Ok(event) => {
+                    if matches!(event, watcher::Event::InitDone) {
+                        c.listed.mark(resource, c.uses_routes());
+                    }
+                    c.stores_changed();
                     c.watch_errors.set(resource, None);
                     c.changed.notify_one();
                 }
