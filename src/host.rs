@@ -395,11 +395,18 @@ impl Host {
         });
         let cluster =
             LocalCluster::start(quiet.collect(), restore).await.map_err(|e| HostError::Cluster(e.to_string()))?;
-        let engine_cluster: Arc<dyn Cluster> = match by_env.is_empty() {
-            true => cluster.clone(),
-            false => Arc::new(EstateCluster::new(cluster.clone(), by_env)),
+        let (engine_cluster, switcher): (Arc<dyn Cluster>, _) = if by_env.is_empty() {
+            (cluster.clone(), None)
+        } else {
+            let routed = Arc::new(EstateCluster::new(cluster.clone(), by_env));
+            let connector = Box::new(crate::cluster::kube::switch::KubeconfigConnector);
+            let switcher = crate::cluster::kube::switch::Switcher::new(estate.clone(), routed.clone(), connector);
+            (routed, Some(Arc::new(switcher)))
         };
         let engine = Engine::new(estate.clone(), engine_cluster, cluster.clone(), store.clone(), readonly);
+        if let Some(s) = switcher {
+            engine.attach_kube(s);
+        }
         let kube_audit = if readonly { None } else { spawn_kube_audit(&engine, kube) };
         engine.attach_flag_metrics(cluster.clone());
         let opened: Result<Arc<dyn FlagStore>, FlagError> = match named {

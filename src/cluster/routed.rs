@@ -2,7 +2,7 @@
 //! (the local one, or its Kubernetes namespace).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -11,17 +11,23 @@ use super::*;
 
 pub struct EstateCluster {
     local: Arc<dyn Cluster>,
-    by_env: BTreeMap<String, Arc<dyn Cluster>>,
+    by_env: RwLock<BTreeMap<String, Arc<dyn Cluster>>>,
 }
 
 impl EstateCluster {
     /// `by_env` names the environments that do not run on `local`.
     pub fn new(local: Arc<dyn Cluster>, by_env: BTreeMap<String, Arc<dyn Cluster>>) -> Self {
-        Self { local, by_env }
+        Self { local, by_env: RwLock::new(by_env) }
     }
 
-    fn pick(&self, t: &Target) -> &dyn Cluster {
-        self.by_env.get(&t.env).unwrap_or(&self.local).as_ref()
+    /// From now on `env` runs on `cluster` (a Kubernetes environment moved to another context
+    /// or namespace); calls already under way finish on the cluster they started on.
+    pub fn replace(&self, env: &str, cluster: Arc<dyn Cluster>) {
+        self.by_env.write().unwrap_or_else(|e| e.into_inner()).insert(env.to_string(), cluster);
+    }
+
+    fn pick(&self, t: &Target) -> Arc<dyn Cluster> {
+        self.by_env.read().unwrap_or_else(|e| e.into_inner()).get(&t.env).unwrap_or(&self.local).clone()
     }
 }
 

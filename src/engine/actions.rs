@@ -39,6 +39,9 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::FlagRollout { key, app, env, stages, template } => {
             start_flag_rollout(engine, actor, key, &app, &env, stages, template).await
         }
+        Command::SwitchKubernetes { env, context, namespace } => {
+            switch_kubernetes(inner, actor, &env, context, namespace).await
+        }
         c @ (Command::CreateEmergency { .. } | Command::ApproveEmergency { .. } | Command::ExecuteEmergency { .. }) => {
             let o = super::emergency::execute(inner, actor, c).await?;
             Ok(Outcome { message: o.message, release: None, running: o.running })
@@ -677,5 +680,33 @@ async fn restart(
     inner.cluster.restart(&target, &version).await?;
     let message = format!("restarted the pods of {app} {version} in {env}, one at a time");
     inner.emit(Event::Note { release_id: None, message: message.clone() });
+    Ok(Outcome { message, release: None, running: false })
+}
+
+/// Move a Kubernetes environment to another context or namespace, unless a release drives one
+/// of its workloads: its task would go on against a cluster it did not start on.
+async fn switch_kubernetes(
+    inner: &Inner,
+    actor: &str,
+    env: &str,
+    context: Option<String>,
+    namespace: Option<String>,
+) -> Result<Outcome, EngineError> {
+    let switcher = inner.kube.get().ok_or_else(|| {
+        EngineError::Refused(format!("no environment runs on Kubernetes; {env} cannot switch context or namespace"))
+    })?;
+    let running: Vec<String> =
+        inner.lock_runs().iter().filter(|(t, _)| t.env == env).map(|(_, r)| r.release_id.clone()).collect();
+    if !running.is_empty() {
+        return Err(EngineError::Refused(format!(
+            "{} in {env} is running; let it finish or abort it before switching {env}'s cluster",
+            running.join(", ")
+        )));
+    }
+    let place = switcher.switch(env, context, namespace).await.map_err(EngineError::BadInput)?;
+    let detail = format!("context {} namespace {}", place.context, place.namespace);
+    inner.audit(actor, "kubernetes switch", env, &detail);
+    let message = format!("{env} now shows {detail}");
+    inner.emit(super::Event::Note { release_id: None, message: message.clone() });
     Ok(Outcome { message, release: None, running: false })
 }

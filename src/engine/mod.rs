@@ -131,6 +131,16 @@ pub enum Command {
     ExecuteEmergency {
         id: String,
     },
+    /// Point a Kubernetes environment at another kubeconfig context and/or namespace (`None`
+    /// keeps the one it uses), as k9s's `:ctx` and `:ns` do. Changes what shipdeck looks at,
+    /// not the estate, so `--readonly` allows it.
+    SwitchKubernetes {
+        env: String,
+        #[serde(default)]
+        context: Option<String>,
+        #[serde(default)]
+        namespace: Option<String>,
+    },
 }
 
 impl Command {
@@ -161,6 +171,7 @@ impl Command {
             Command::CreateEmergency { .. } => "emergency create",
             Command::ApproveEmergency { .. } => "emergency approve",
             Command::ExecuteEmergency { .. } => "emergency execute",
+            Command::SwitchKubernetes { .. } => "kubernetes switch",
         }
     }
 }
@@ -283,6 +294,8 @@ pub(crate) struct Inner {
     pub events: broadcast::Sender<Event>,
     pub readonly: bool,
     pub flags: std::sync::OnceLock<Arc<dyn crate::flags::FlagStore>>,
+    /// Moves Kubernetes environments between contexts and namespaces.
+    pub kube: std::sync::OnceLock<Arc<crate::cluster::kube::switch::Switcher>>,
     /// Per-variant traffic of flags, for progressive rollouts.
     flag_metrics: std::sync::OnceLock<Arc<dyn crate::analysis::FlagMetrics>>,
     /// Providers set in place of the estate's (tests put a failing Prometheus here).
@@ -318,6 +331,7 @@ impl Engine {
                 events,
                 readonly,
                 flags: std::sync::OnceLock::new(),
+                kube: std::sync::OnceLock::new(),
                 providers: Mutex::new(HashMap::new()),
                 flag_metrics: std::sync::OnceLock::new(),
                 runs: Mutex::new(HashMap::new()),
@@ -335,6 +349,21 @@ impl Engine {
     /// Where progressive rollouts read each variant's traffic.
     pub fn attach_flag_metrics(&self, metrics: Arc<dyn crate::analysis::FlagMetrics>) {
         let _ = self.inner.flag_metrics.set(metrics);
+    }
+
+    /// Let `:ctx`/`:ns` (Command::SwitchKubernetes) move the estate's Kubernetes environments.
+    pub fn attach_kube(&self, switcher: Arc<crate::cluster::kube::switch::Switcher>) {
+        let _ = self.inner.kube.set(switcher);
+    }
+
+    /// The context and namespace each Kubernetes environment uses now.
+    pub fn kube_places(&self) -> BTreeMap<String, crate::cluster::kube::switch::KubePlace> {
+        self.inner.kube.get().map(|k| k.places()).unwrap_or_default()
+    }
+
+    /// The kubeconfig's contexts (empty when no environment runs on Kubernetes).
+    pub fn kube_contexts(&self) -> Vec<String> {
+        self.inner.kube.get().map(|k| k.contexts()).unwrap_or_default()
     }
 
     /// Give the engine a flag store; flag commands are refused without one.
@@ -398,7 +427,7 @@ impl Engine {
 
     /// Carry out a command on behalf of `actor`.
     pub async fn execute(&self, actor: &str, command: Command) -> Result<Outcome, EngineError> {
-        if self.inner.readonly {
+        if self.inner.readonly && !matches!(command, Command::SwitchKubernetes { .. }) {
             return Err(EngineError::BadInput(format!(
                 "read-only: `{}` changes the estate and --readonly refuses every change",
                 command.name()

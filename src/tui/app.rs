@@ -437,7 +437,26 @@ impl App {
                 self.flag_read(&cmd);
                 Vec::new()
             }
+            PaletteAction::KubeContext(c) => self.switch_kubernetes(Some(c), None),
+            PaletteAction::KubeNamespace(n) => self.switch_kubernetes(None, Some(n)),
         }
+    }
+
+    /// `:ctx`/`:ns` on the selected environment. Allowed read-only: it changes what the console
+    /// looks at, not the estate.
+    fn switch_kubernetes(&mut self, context: Option<String>, namespace: Option<String>) -> Vec<Effect> {
+        let Some(env) = self.snapshot.envs.get(self.sel_env).cloned() else { return Vec::new() };
+        if !self.snapshot.kube.contains_key(&env) {
+            let kube: Vec<&str> = self.snapshot.kube.keys().map(String::as_str).collect();
+            let hint = match kube.as_slice() {
+                [] => "no environment of the estate runs on Kubernetes".to_string(),
+                some => format!("select one with `env NAME` ({})", some.join(", ")),
+            };
+            self.message = Some((format!("{env} runs on the local cluster: {hint}"), Tone::Error));
+            return Vec::new();
+        }
+        self.message = Some((format!("switching {env}…"), Tone::Info));
+        vec![Effect::Execute(Command::SwitchKubernetes { env, context, namespace })]
     }
 
     /// A command for the engine, after a confirmation when it is destructive.

@@ -21,6 +21,10 @@ pub enum PaletteAction {
     Pane(super::app::Pane),
     Help,
     Quit,
+    /// Point the selected Kubernetes environment at a context (`ctx NAME`) or a namespace
+    /// (`ns NAME`).
+    KubeContext(String),
+    KubeNamespace(String),
     /// A `flags …` line that only reads (`eval`, `preview`, `show`, `history`, …).
     FlagRead(crate::cli::flags::FlagsCmd),
 }
@@ -41,6 +45,8 @@ pub const VERBS: &[&str] = &[
     "env",
     "app",
     "pane",
+    "ctx",
+    "ns",
     "help",
     "quit",
 ];
@@ -59,6 +65,8 @@ fn usage(verb: &str) -> &'static str {
         "env" => "env NAME",
         "app" => "app NAME",
         "pane" => "pane environments|rollout|analysis|flags|emergency|events",
+        "ctx" => "ctx CONTEXT (of the kubeconfig; moves the selected Kubernetes environment)",
+        "ns" => "ns NAMESPACE (moves the selected Kubernetes environment)",
         _ => "",
     }
 }
@@ -214,6 +222,21 @@ pub fn parse(line: &str, snap: &Snapshot) -> Result<PaletteAction, String> {
                 .ok_or_else(|| format!("unknown pane `{}`", args[0]))?;
             PaletteAction::Pane(pane)
         }
+        "ctx" => {
+            need(1)?;
+            if !snap.kube_contexts.iter().any(|c| c == args[0]) {
+                let known = if snap.kube_contexts.is_empty() { "none".into() } else { snap.kube_contexts.join(", ") };
+                return Err(format!("the kubeconfig has no context `{}` (contexts: {known})", args[0]));
+            }
+            PaletteAction::KubeContext(args[0].into())
+        }
+        "ns" => {
+            need(1)?;
+            if !crate::model::is_dns_label(args[0]) {
+                return Err(format!("`{}` is not a namespace name (lowercase letters, digits and `-`)", args[0]));
+            }
+            PaletteAction::KubeNamespace(args[0].into())
+        }
         "help" => PaletteAction::Help,
         "quit" | "q" => PaletteAction::Quit,
         other => return Err(format!("unknown command `{other}` (commands: {})", VERBS.join(", "))),
@@ -237,6 +260,14 @@ pub fn complete(line: &str, snap: &Snapshot) -> Vec<String> {
         ["flag"] => snap.flags.iter().map(|f| f.key.clone()).collect(),
         ["flag", _] => vec!["on".into(), "off".into(), "10".into(), "25".into(), "50".into(), "100".into()],
         ["pane"] => super::app::Pane::ALL.iter().map(|p| p.name().to_string()).collect(),
+        ["ctx"] => snap.kube_contexts.clone(),
+        ["ns"] => {
+            let mut known: Vec<String> = snap.kube.values().map(|p| p.namespace.clone()).collect();
+            known.sort();
+            known.dedup();
+            known
+        }
+        ["ctx", ..] | ["ns", ..] => Vec::new(),
         [_, ..] if done.len() == 1 && done[0] != "approve" => snap.apps.clone(),
         ["deploy", app] => versions(snap, app),
         ["deploy", _, _] | ["promote", _] | ["promote", _, _] => snap.envs.clone(),

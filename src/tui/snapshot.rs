@@ -81,6 +81,10 @@ pub struct Snapshot {
     pub emergency_report: Option<crate::model::EmergencyReport>,
     /// The estate's plan for each severity.
     pub emergency_plans: Vec<(crate::model::Severity, crate::model::EmergencyPlan)>,
+    /// The context and namespace of each Kubernetes environment.
+    pub kube: BTreeMap<String, crate::cluster::kube::switch::KubePlace>,
+    /// The kubeconfig's contexts, for `:ctx`.
+    pub kube_contexts: Vec<String>,
     /// Audit log and engine events, oldest first.
     pub log: Vec<LogLine>,
     pub now: DateTime<Utc>,
@@ -156,6 +160,8 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         emergencies: store.emergencies(None, Some(10)).unwrap_or_default(),
         emergency_report: store.emergency_report().ok(),
         flag_served,
+        kube: engine.kube_places(),
+        kube_contexts: engine.kube_contexts(),
         log,
         now: Utc::now(),
         ..Snapshot::of_estate(estate)

@@ -454,3 +454,71 @@ fn the_rollout_pane_shows_the_release_notes_of_the_selected_release() {
     let screen = text(&render(&a, 160, 48));
     assert!(screen.contains("Release notes: no release notes: checkout has no `repo`"), "{screen}");
 }
+
+/// The fixture with prod on Kubernetes (context kind-a, namespace shop), prod selected.
+fn kube_app() -> App {
+    use crate::cluster::kube::switch::KubePlace;
+    let mut a = app();
+    a.snapshot.kube.insert("prod".into(), KubePlace { context: "kind-a".into(), namespace: "shop".into() });
+    a.snapshot.kube_contexts = vec!["kind-a".into(), "kind-b".into(), "gke-prod".into()];
+    a.sel_env = a.snapshot.envs.iter().position(|e| e == "prod").unwrap();
+    a
+}
+
+#[test]
+fn ctx_and_ns_parse_against_the_kubeconfigs_contexts_and_namespace_names() {
+    use super::palette::{PaletteAction, parse};
+    let snap = kube_app().snapshot;
+    assert_eq!(parse("ctx kind-b", &snap), Ok(PaletteAction::KubeContext("kind-b".into())));
+    assert_eq!(parse("ns shop-canary", &snap), Ok(PaletteAction::KubeNamespace("shop-canary".into())));
+    let e = parse("ctx minikube", &snap).unwrap_err();
+    assert!(e.contains("no context `minikube`") && e.contains("kind-a, kind-b, gke-prod"), "{e}");
+    assert!(parse("ns Shop_1", &snap).unwrap_err().contains("not a namespace name"));
+    assert!(parse("ctx", &snap).unwrap_err().starts_with("usage: ctx CONTEXT"));
+}
+
+#[test]
+fn ctx_completes_the_kubeconfigs_contexts_and_ns_the_namespaces_in_use() {
+    use super::palette::complete;
+    let snap = kube_app().snapshot;
+    assert!(complete("c", &snap).contains(&"ctx".to_string()));
+    assert_eq!(complete("ctx ", &snap), ["kind-a", "kind-b", "gke-prod"]);
+    assert_eq!(complete("ctx kind-", &snap), ["kind-a", "kind-b"]);
+    assert_eq!(complete("ns ", &snap), ["shop"]);
+    assert!(complete("ctx kind-a ", &snap).is_empty());
+}
+
+#[test]
+fn ctx_switches_the_selected_kubernetes_environment_even_read_only_and_the_header_shows_where_it_points() {
+    let mut a = kube_app();
+    a.readonly = true;
+    assert!(text(&render(&a, 160, 48)).lines().next().unwrap().contains("⎈ kind-a/shop"));
+    a.on_key(key(':'));
+    let effects = type_line(&mut a, "ctx kind-b");
+    assert_eq!(
+        effects,
+        [Effect::Execute(Command::SwitchKubernetes {
+            env: "prod".into(),
+            context: Some("kind-b".into()),
+            namespace: None
+        })]
+    );
+    a.on_key(key(':'));
+    let effects = type_line(&mut a, "ns shop-canary");
+    assert_eq!(
+        effects,
+        [Effect::Execute(Command::SwitchKubernetes {
+            env: "prod".into(),
+            context: None,
+            namespace: Some("shop-canary".into())
+        })]
+    );
+
+    // dev runs on the local cluster: nothing to switch, and no context in the header.
+    a.sel_env = a.snapshot.envs.iter().position(|e| e == "dev").unwrap();
+    assert!(!text(&render(&a, 160, 48)).lines().next().unwrap().contains('⎈'));
+    a.on_key(key(':'));
+    assert!(type_line(&mut a, "ctx kind-b").is_empty());
+    let (message, _) = a.message.clone().unwrap();
+    assert!(message.contains("dev runs on the local cluster") && message.contains("prod"), "{message}");
+}

@@ -70,6 +70,10 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         let name = if area.width < 120 { p.short() } else { p.title() };
         spans.push(Span::styled(format!(" {} {name} ", i + 1), style));
     }
+    // The selected environment's Kubernetes context and namespace, as k9s shows them.
+    if let Some(place) = app.snapshot.envs.get(app.sel_env).and_then(|e| app.snapshot.kube.get(e)) {
+        spans.push(Span::styled(format!(" ⎈ {}/{} ", place.context, place.namespace), t.style(Role::Info)));
+    }
     if app.readonly {
         spans.push(Span::styled(" READ-ONLY ", t.style(Role::Important)));
     }
@@ -234,7 +238,7 @@ fn draw_help(frame: &mut Frame, app: &App, area: Rect) {
     }
     lines.push(Line::raw(""));
     lines.push(Line::styled(
-        ": opens the command palette: deploy APP VERSION ENV [STRATEGY], rollback APP ENV [VERSION], abort/pause/resume/retry/restart APP ENV, promote APP FROM TO, approve ID, flag KEY on|off|PCT, env NAME, app NAME",
+        ": opens the command palette: deploy APP VERSION ENV [STRATEGY], rollback APP ENV [VERSION], abort/pause/resume/retry/restart APP ENV, promote APP FROM TO, approve ID, flag KEY on|off|PCT, env NAME, app NAME, ctx CONTEXT, ns NAMESPACE (Kubernetes environments)",
         t.style(Role::Muted),
     ));
     let height = (lines.len() as u16 + 4).min(area.height);

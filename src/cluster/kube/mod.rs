@@ -17,6 +17,7 @@ pub mod lease;
 pub mod objects;
 pub mod record;
 mod state;
+pub mod switch;
 mod watches;
 
 #[cfg(test)]

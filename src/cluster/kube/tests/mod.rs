@@ -7,6 +7,7 @@ mod failures;
 mod lease;
 mod reads;
 mod record;
+mod switch;
 mod writes;
 
 use std::collections::BTreeMap;
