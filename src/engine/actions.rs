@@ -692,9 +692,6 @@ async fn switch_kubernetes(
     context: Option<String>,
     namespace: Option<String>,
 ) -> Result<Outcome, EngineError> {
-    let switcher = inner.kube.get().ok_or_else(|| {
-        EngineError::Refused(format!("no environment runs on Kubernetes; {env} cannot switch context or namespace"))
-    })?;
     let running: Vec<String> =
         inner.lock_runs().iter().filter(|(t, _)| t.env == env).map(|(_, r)| r.release_id.clone()).collect();
     if !running.is_empty() {
@@ -703,6 +700,9 @@ async fn switch_kubernetes(
             running.join(", ")
         )));
     }
+    let switcher = inner.kube.get().ok_or_else(|| {
+        EngineError::Refused(format!("no environment runs on Kubernetes; {env} cannot switch context or namespace"))
+    })?;
     let place = switcher.switch(env, context, namespace).await.map_err(EngineError::BadInput)?;
     let detail = format!("context {} namespace {}", place.context, place.namespace);
     inner.audit(actor, "kubernetes switch", env, &detail);

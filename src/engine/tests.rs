@@ -586,6 +586,19 @@ async fn readonly_refuses_every_change() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn switching_kubernetes_is_allowed_read_only_but_not_under_a_running_release() {
+    let switch = || Command::SwitchKubernetes { env: "dev".into(), context: Some("kind-b".into()), namespace: None };
+    let w = world();
+    let ro = Engine::new(w.estate.clone(), w.cluster.clone(), w.cluster.clone(), w.store.clone(), true);
+    let err = ro.execute("alice", switch()).await.unwrap_err().to_string();
+    assert!(err.contains("no environment runs on Kubernetes"), "not refused as a change: {err}");
+
+    let id = w.engine.execute("alice", deploy("1.1.0", StrategyKind::Canary)).await.unwrap().release.unwrap().id;
+    let err = w.engine.execute("alice", switch()).await.unwrap_err().to_string();
+    assert!(err.contains(&id) && err.contains("is running"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn abort_at_every_step_of_every_strategy_restores_stable() {
     for strategy in [StrategyKind::Rolling, StrategyKind::Recreate, StrategyKind::BlueGreen, StrategyKind::Ab] {
         let settings = world().estate.settings("dev", "web").unwrap().clone();
