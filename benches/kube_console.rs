@@ -111,6 +111,10 @@ async fn run(apps: usize) {
     let store = Arc::new(Store::open(&work.path().join("shipdeck.db")).expect("store"));
     let engine = Engine::new(estate.clone(), cluster.clone() as Arc<dyn Cluster>, Arc::new(NoMetrics), store, false);
     let created = t0.elapsed();
+    // The watches' lists, on their own (the snapshot below waits for them the same way).
+    let _ = engine.cluster().state(&Target::new("prod", &names[0])).await;
+    let listed = t0.elapsed();
+    let rss_listed = status_mb("VmRSS");
     let snap = snapshot::load(&engine, None, None, LOG_LIMIT).await;
     let loaded = t0.elapsed();
     let shown = snap.workloads.values().filter(|w| w.state.replicas(VERSION).ready == PODS_PER_APP as u32).count();
@@ -167,16 +171,18 @@ async fn run(apps: usize) {
     println!("| measure | value | target | result |\n|---|---|---|---|");
     let pass = |ok: bool| if ok { "PASS" } else { "FAIL" };
     println!(
-        "| start → first full frame | {} (cluster + engine {}, snapshot with the watches listed {}, frame {}) | < 2 s | {} |",
+        "| start → first full frame | {} (cluster + engine {}, watches listed {}, snapshot {}, frame {}) | < 2 s | {} |",
         secs(first_frame),
         secs(created),
-        secs(loaded - created),
+        secs(listed - created),
+        secs(loaded - listed),
         secs(first_frame - loaded),
         pass(first_frame < FIRST_FRAME_TARGET && frame_ok)
     );
     println!(
         "| peak memory (VmHWM while starting) | {peak:.1} MB (RSS before start {rss_before:.1} MB, of which the mock's \
-         objects ≈ {mock_mb:.1} MB; RSS after the first frame {rss_after:.1} MB) | < {MEMORY_TARGET_MB:.0} MB | {} |",
+         objects ≈ {mock_mb:.1} MB; RSS once the watches listed {rss_listed:.1} MB, after the first frame {rss_after:.1} MB) \
+         | < {MEMORY_TARGET_MB:.0} MB | {} |",
         pass(peak < MEMORY_TARGET_MB)
     );
     println!(
