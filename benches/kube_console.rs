@@ -26,7 +26,8 @@
 //!    mock; open watch streams are not requests, re-lists and re-watches are; target 0. Then
 //!    10 more minutes of virtual time show what a real API server's watch timeouts cost.
 //!
-//! Run: `cargo bench --bench kube_console` (`SHIPDECK_BENCH_APPS=1000` for a smaller estate).
+//! Run: `cargo bench --bench kube_console` (`SHIPDECK_BENCH_APPS=1000` for a smaller estate;
+//! `BENCH_TRACE=1 RUST_LOG=debug` prints the client's tracing to stderr).
 //! Prints Markdown tables.
 
 #[allow(dead_code)]
