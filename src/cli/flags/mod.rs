@@ -413,14 +413,9 @@ async fn change_flag(ctx: &Ctx<'_>, store: &dyn FlagStore, flag: &str, enable: b
         Some(percent) => EngineCommand::SetFlagRollout { key: flag.to_string(), percent },
         None => EngineCommand::SetFlag { key: flag.to_string(), enabled: enable },
     };
-    let _lock = match DataDirLock::acquire(&ctx.data_dir, command.name()) {
-        Ok(lock) => lock,
-        Err(e @ HostError::Busy { .. }) => return super::relay(ctx, command, &e).await,
-        Err(e) => return fail(cli, e.exit_code(), &e.to_string()),
-    };
-    let db = match Store::open(&crate::config::paths::store_file(&ctx.data_dir)) {
-        Ok(db) => db,
-        Err(e) => return fail(cli, EXIT_BACKEND, &e.to_string()),
+    let (_lock, db) = match hold_or_relay(ctx, command).await {
+        Ok(held) => held,
+        Err(code) => return code,
     };
     let (action, result) = match percent {
         Some(p) => {
@@ -454,6 +449,20 @@ async fn change_flag(ctx: &Ctx<'_>, store: &dyn FlagStore, flag: &str, enable: b
     }
 }
 
+/// The data dir's lock and store, for a change made here; or, when another shipdeck holds the
+/// data dir, the exit code of handing `command` to it (or of failing to).
+async fn hold_or_relay(ctx: &Ctx<'_>, command: EngineCommand) -> Result<(DataDirLock, Store), i32> {
+    let lock = match DataDirLock::acquire(&ctx.data_dir, command.name()) {
+        Ok(lock) => lock,
+        Err(busy @ HostError::Busy { .. }) => return Err(super::relay(ctx, command, &busy).await),
+        Err(err) => return Err(fail(ctx.cli, err.exit_code(), &err.to_string())),
+    };
+    match Store::open(&crate::config::paths::store_file(&ctx.data_dir)) {
+        Ok(db) => Ok((lock, db)),
+        Err(err) => Err(fail(ctx.cli, EXIT_BACKEND, &err.to_string())),
+    }
+}
+
 /// One flag edit: saved and recorded here, or handed to the shipdeck that holds the data dir.
 async fn edit(ctx: &Ctx<'_>, store: &dyn FlagStore, flag: &str, e: FlagEdit) -> i32 {
     let cli = ctx.cli;
@@ -464,14 +473,9 @@ async fn edit(ctx: &Ctx<'_>, store: &dyn FlagStore, flag: &str, e: FlagEdit) -> 
         return fail(cli, EXIT_BAD_INPUT, &format!("--rule: {err}"));
     }
     let command = EngineCommand::EditFlag { key: flag.to_string(), edit: e.clone() };
-    let _lock = match DataDirLock::acquire(&ctx.data_dir, command.name()) {
-        Ok(lock) => lock,
-        Err(busy @ HostError::Busy { .. }) => return super::relay(ctx, command, &busy).await,
-        Err(err) => return fail(cli, err.exit_code(), &err.to_string()),
-    };
-    let db = match Store::open(&crate::config::paths::store_file(&ctx.data_dir)) {
-        Ok(db) => db,
-        Err(err) => return fail(cli, EXIT_BACKEND, &err.to_string()),
+    let (_lock, db) = match hold_or_relay(ctx, command).await {
+        Ok(held) => held,
+        Err(code) => return code,
     };
     let action = e.action();
     match change::apply(store, &db, &ctx.actor, flag, &action, |s| e.apply(s, flag)).await {
