@@ -147,7 +147,7 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
             key: key.to_string(),
             changes: store.flag_changes(Some(key), 5).unwrap_or_default(),
             experiment: store.experiments(key).ok().and_then(|e| e.into_iter().next()),
-            who: crate::flags::preview::shares(set, key, 10_000).unwrap_or_default(),
+            who: who_gets(set, key),
         },
         _ => FlagDetail::default(),
     };
@@ -166,4 +166,21 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         now: Utc::now(),
         ..Snapshot::of_estate(estate)
     }
+}
+
+/// Who gets `key` over 10,000 synthetic users. The snapshot reloads every second; the shares
+/// change only with the flag document, so the last answer is kept with the document it came from.
+fn who_gets(set: &crate::flags::FlagSet, key: &str) -> Vec<(String, f64)> {
+    type Kept = Option<(String, crate::flags::FlagSet, Vec<(String, f64)>)>;
+    static LAST: std::sync::Mutex<Kept> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((k, s, who)) = last.as_ref()
+        && k == key
+        && s == set
+    {
+        return who.clone();
+    }
+    let who = crate::flags::preview::shares(set, key, 10_000).unwrap_or_default();
+    *last = Some((key.to_string(), set.clone(), who.clone()));
+    who
 }
