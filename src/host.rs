@@ -305,13 +305,13 @@ pub(crate) async fn take_over_rollouts(store: &Store, cluster: &KubeCluster) -> 
 /// Mirrors the engine's news into the Kubernetes environments: each release's state (plan,
 /// cursor, status) into the `shipdeck.dev/rollout` annotation of the app's base Deployment,
 /// and each release change and step as a Kubernetes Event on it. Best effort: a write that
-/// fails is logged, never holds a release back.
-fn spawn_kube_audit(
+/// fails is logged, never holds a release back. Nothing with `--readonly`: it writes.
+pub(crate) fn spawn_kube_audit(
     engine: &Engine,
     clusters: BTreeMap<String, Arc<KubeCluster>>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     use tokio::sync::broadcast::error::RecvError;
-    if clusters.is_empty() {
+    if clusters.is_empty() || engine.readonly() {
         return None;
     }
     let mut events = engine.subscribe();
@@ -407,7 +407,7 @@ impl Host {
         if let Some(s) = switcher {
             engine.attach_kube(s);
         }
-        let kube_audit = if readonly { None } else { spawn_kube_audit(&engine, kube) };
+        let kube_audit = spawn_kube_audit(&engine, kube);
         engine.attach_flag_metrics(cluster.clone());
         let opened: Result<Arc<dyn FlagStore>, FlagError> = match named {
             Some(store) => Ok(store),
