@@ -269,6 +269,11 @@ fn check_kubernetes_app(app: &AppSettings, env: &str) -> Result<(), String> {
             ),
         });
     }
+    if let Some(url) = &app.kubernetes.verify_url
+        && let Err(why) = crate::model::check_verify_url(url)
+    {
+        return Err(format!("apps `{}` in {env}: kubernetes.verify_url = {url:?} {why}", app.name));
+    }
     Ok(())
 }
 
@@ -725,7 +730,7 @@ mod tests {
         let text = "[[environments]]\nname = \"dev\"\n[[environments]]\nname = \"prod\"\n\
                     cluster = { kubernetes = { context = \"kind-prod\", namespace = \"shop\" } }\n\
                     [[apps]]\nname = \"web\"\n[apps.kubernetes]\nservice = \"web-svc\"\nhttp_route = \"web\"\n\
-                    [[apps.versions]]\nversion = \"1.0.0\"\n";
+                    verify_url = \"https://web-{slug}.staging.example.com/\"\n[[apps.versions]]\nversion = \"1.0.0\"\n";
         let e = Estate::parse(text, "t.toml").unwrap();
         assert!(e.env("dev").unwrap().cluster.is_local(), "the local cluster stays the default");
         let k = e.env("prod").unwrap().cluster.kubernetes().unwrap();
@@ -736,6 +741,8 @@ mod tests {
         assert_eq!(objects.service, "web-svc");
         assert_eq!(objects.preview_service, "web-svc-preview");
         assert_eq!(objects.http_route.as_deref(), Some("web"));
+        let url = objects.verify_url.as_deref().unwrap();
+        assert_eq!(crate::model::verify_url_of(url, "1.1.0"), "https://web-1-1-0.staging.example.com/");
         // `cluster = "local"` says the default out loud.
         let local = minimal("cluster = \"local\"", "");
         assert!(Estate::parse(&local, "t.toml").unwrap().env("dev").unwrap().cluster.is_local());
@@ -756,6 +763,26 @@ mod tests {
             (kube("shop"), "[apps.kubernetes]\nservice = \"Web\"".into(), "kubernetes.service = \"Web\""),
             (kube("shop"), "[apps.kubernetes]\nhttp_route = \"a.b\"".into(), "kubernetes.http_route"),
             (kube("shop"), "[apps.kubernetes]\ndeploymnt = \"a\"".into(), "deploymnt"),
+            (
+                kube("shop"),
+                "[apps.kubernetes]\nverify_url = \"https://web.example.com\"".into(),
+                "kubernetes.verify_url = \"https://web.example.com\" names no version: put {version} or {slug}",
+            ),
+            (
+                kube("shop"),
+                "[apps.kubernetes]\nverify_url = \"web-{slug}.example.com\"".into(),
+                "kubernetes.verify_url = \"web-{slug}.example.com\" is not a URL",
+            ),
+            (
+                kube("shop"),
+                "[apps.kubernetes]\nverify_url = \"ftp://web-{slug}.example.com\"".into(),
+                "must be an http or https URL",
+            ),
+            (
+                kube("shop"),
+                "[apps.kubernetes]\nverify_url = \"https://{app}-{slug}.x\"".into(),
+                "only {version} and {slug}",
+            ),
         ];
         for (env, app, want) in cases {
             let err = Estate::parse(&minimal(&env, &app), "t.toml").unwrap_err().to_string();

@@ -58,6 +58,11 @@ pub struct KubernetesApp {
     /// traffic; without one, a canary's weight is approximated by replica counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_route: Option<String>,
+    /// Where verification and smoke tests reach one version, e.g.
+    /// `https://web-{slug}.staging.example.com` (`{version}`: the version as written; `{slug}`:
+    /// as in object names, `1.1.0` → `1-1-0`). Default: through the API server's proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_url: Option<String>,
 }
 
 /// An app's object names with the defaults filled in.
@@ -68,6 +73,9 @@ pub struct KubeObjects {
     pub service: String,
     pub preview_service: String,
     pub http_route: Option<String>,
+    /// The URL template probes go to, when the app names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_url: Option<String>,
 }
 
 impl KubernetesApp {
@@ -79,6 +87,7 @@ impl KubernetesApp {
             preview_service: self.preview_service.clone().unwrap_or_else(|| format!("{service}-preview")),
             service,
             http_route: self.http_route.clone(),
+            verify_url: self.verify_url.clone(),
         }
     }
 }
@@ -91,4 +100,35 @@ pub fn is_dns_label(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// The version as in object names: lowercase, `.` `_` `+` and the like as `-` (`1.1.0` → `1-1-0`).
+pub fn version_slug(version: &str) -> String {
+    let s: String =
+        version.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    s.trim_matches('-').to_string()
+}
+
+/// `verify_url` for one version: `{version}` and `{slug}` filled in.
+pub fn verify_url_of(template: &str, version: &str) -> String {
+    template.replace("{version}", version).replace("{slug}", &version_slug(version))
+}
+
+/// A `verify_url` template must be an http(s) URL once filled in, and name the version (each
+/// version is verified at its own address); the reason if not.
+pub fn check_verify_url(template: &str) -> Result<(), String> {
+    if !template.contains("{version}") && !template.contains("{slug}") {
+        return Err("names no version: put {version} or {slug} where each version's address differs \
+                    (e.g. https://web-{slug}.staging.example.com)"
+            .into());
+    }
+    let filled = verify_url_of(template, "1.0.0");
+    if filled.contains('{') || filled.contains('}') {
+        return Err("only {version} and {slug} can be filled in".into());
+    }
+    match reqwest::Url::parse(&filled) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        Ok(u) => Err(format!("must be an http or https URL with a host, not {}:", u.scheme())),
+        Err(e) => Err(format!("is not a URL ({e})")),
+    }
 }

@@ -15,6 +15,7 @@ mod connect;
 pub(crate) mod errors;
 pub mod lease;
 pub mod objects;
+mod probe;
 pub mod record;
 mod state;
 pub mod switch;
@@ -33,9 +34,8 @@ use ::kube::Client;
 use ::kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use async_trait::async_trait;
 use futures::FutureExt;
-use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
@@ -78,6 +78,8 @@ pub struct KubeCluster {
     route_resource: ApiResource,
     timeout: Duration,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// For probes through the app's `verify_url`, made at the first one.
+    verify_client: std::sync::OnceLock<reqwest::Client>,
     me: std::sync::Weak<KubeCluster>,
 }
 
@@ -111,6 +113,7 @@ impl KubeCluster {
             route_resource,
             timeout: REQUEST_TIMEOUT,
             tasks: Mutex::new(Vec::new()),
+            verify_client: std::sync::OnceLock::new(),
         })
     }
 
@@ -423,56 +426,10 @@ impl Cluster for KubeCluster {
         Ok(tx.subscribe())
     }
 
+    /// The app's `verify_url`, else the version's Service through the API server's proxy, else a
+    /// ready pod of the version through it (see `probe.rs`).
     async fn probe(&self, t: &Target, version: &str, req: &ProbeRequest) -> Result<ProbeResponse, ClusterError> {
-        let o = self.objects(t)?;
-        let state = self.synced_state(t).await?;
-        let no_pod = || ClusterError::NoReadyPod { target: t.to_string(), version: version.to_string() };
-        let pod_name = state.pods.iter().find(|p| p.version == version && p.ready).ok_or_else(no_pod)?.name.clone();
-        let pods = self.stores.pods.state();
-        let pod: &Arc<Pod> = pods.iter().find(|p| p.metadata.name.as_deref() == Some(&pod_name)).ok_or_else(no_pod)?;
-        let port = probe_port(pod, &o.container).ok_or_else(|| ClusterError::Probe {
-            target: t.to_string(),
-            path: req.path.clone(),
-            message: format!(
-                "container {} of pod {pod_name} declares no containerPort; shipdeck probes through the first one",
-                o.container
-            ),
-        })?;
-        let path = if req.path.starts_with('/') { req.path.clone() } else { format!("/{}", req.path) };
-        let uri = format!("/api/v1/namespaces/{}/pods/{pod_name}:{port}/proxy{path}", self.namespace);
-        let failed = |message: String| ClusterError::Probe { target: t.to_string(), path: req.path.clone(), message };
-        let request = http::Request::builder()
-            .method(req.method.as_str())
-            .uri(&uri)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(::kube::client::Body::from(req.body.clone().unwrap_or_default().into_bytes()))
-            .map_err(|e| failed(e.to_string()))?;
-        let limit = Duration::from_millis(req.timeout_ms.max(1));
-        let started = tokio::time::Instant::now();
-        let exchange = async {
-            let response = self.client.send(request).await?;
-            let (parts, body) = response.into_parts();
-            let bytes = body.collect().await.map_err(|e| ::kube::Error::Service(Box::new(e)))?.to_bytes();
-            Ok::<_, ::kube::Error>((parts.status.as_u16(), String::from_utf8_lossy(&bytes).to_string()))
-        };
-        let (code, body) = match tokio::time::timeout(limit, exchange).await {
-            Err(_) => return Err(failed(format!("no answer through the API server's pod proxy within {limit:?}"))),
-            Ok(Err(e)) => {
-                return Err(describe(&t.to_string(), &self.namespace, Action::new("get", "pods/proxy", &pod_name), &e));
-            }
-            Ok(Ok(answer)) => answer,
-        };
-        // The API server's own refusal (RBAC), not the app's: a Status object about pods.
-        if code == 403 && refused_by_api_server(&body) {
-            return Err(ClusterError::Kubernetes {
-                target: t.to_string(),
-                message: format!(
-                    "forbidden: shipdeck may not get pods/proxy in namespace {} — grant the Role in the README",
-                    self.namespace
-                ),
-            });
-        }
-        Ok(ProbeResponse { status: code, body, latency_ms: started.elapsed().as_secs_f64() * 1000.0 })
+        self.probe_version(t, version, req).await
     }
 
     /// The app's Lease, renewed while the claim lives; refused, naming the holder, when another
@@ -506,22 +463,4 @@ impl Cluster for KubeCluster {
         });
         Ok(Some(Claim::new(keeper.status.clone(), keeper).on_hand_back(hand_back)))
     }
-}
-
-fn refused_by_api_server(body: &str) -> bool {
-    serde_json::from_str::<Value>(body).is_ok_and(|v| {
-        v.get("kind").and_then(Value::as_str) == Some("Status")
-            && v.pointer("/details/kind").and_then(Value::as_str) == Some("pods")
-    })
-}
-
-/// The named container's first port, else the first port any container declares.
-fn probe_port(pod: &Pod, container: &str) -> Option<i32> {
-    let spec = pod.spec.as_ref()?;
-    let first = |c: &k8s_openapi::api::core::v1::Container| c.ports.as_ref()?.first().map(|p| p.container_port);
-    spec.containers
-        .iter()
-        .find(|c| c.name == container)
-        .and_then(first)
-        .or_else(|| spec.containers.iter().find_map(first))
 }

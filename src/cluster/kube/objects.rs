@@ -32,9 +32,7 @@ pub const FIELD_MANAGER: &str = "shipdeck";
 
 /// `1.1.0-RC_2` → `1-1-0-rc-2`.
 pub fn slug(version: &str) -> String {
-    let s: String =
-        version.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-    s.trim_matches('-').to_string()
+    crate::model::version_slug(version)
 }
 
 /// A version must be usable as a label value (at most 63 characters, ending in a letter or

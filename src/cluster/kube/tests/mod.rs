@@ -5,6 +5,7 @@
 mod argo;
 mod failures;
 mod lease;
+mod probes;
 mod readonly;
 mod reads;
 mod record;

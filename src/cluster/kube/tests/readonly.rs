@@ -184,7 +184,10 @@ async fn a_readonly_shipdeck_only_gets_lists_and_watches() {
     let writes: Vec<_> = seen.iter().filter(|(m, _)| m != "GET").collect();
     assert!(writes.is_empty(), "a read-only shipdeck sent {writes:?}");
     for resource in ["deployments", "pods", "services"] {
-        assert!(seen.iter().any(|(_, p)| p.ends_with(&format!("/namespaces/{NS}/{resource}"))), "no list of {resource}");
+        assert!(
+            seen.iter().any(|(_, p)| p.ends_with(&format!("/namespaces/{NS}/{resource}"))),
+            "no list of {resource}"
+        );
     }
     assert!(seen.iter().any(|(_, p)| p == &deployments("web")), "the rollout annotation was read");
 }
