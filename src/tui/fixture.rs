@@ -36,7 +36,14 @@ pub fn fixture() -> Snapshot {
         state.actual_weights.insert(v.clone(), 100.0);
         workloads.insert(
             t,
-            WorkloadView { state, settings: Some(s), release: None, last_verified: Some(v), pending: Vec::new() },
+            WorkloadView {
+                state,
+                settings: Some(s),
+                release: None,
+                last_verified: Some(v),
+                pending: Vec::new(),
+                error: None,
+            },
         );
     }
     let settings = estate.settings("prod", "checkout").unwrap().clone();

@@ -20,6 +20,9 @@ pub struct WorkloadView {
     pub last_verified: Option<String>,
     /// Releases waiting for an approval.
     pub pending: Vec<Release>,
+    /// Why the workload's state could not be read (a forbidden watch, an API server that does
+    /// not answer): the state shown is then empty, not the cluster's.
+    pub error: Option<String>,
 }
 
 impl WorkloadView {
@@ -113,13 +116,16 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
     let store = engine.store();
     let mut workloads = BTreeMap::new();
     for (t, settings) in estate.targets() {
-        let state = engine.cluster().state(&t).await.unwrap_or_default();
+        let (state, error) = match engine.cluster().state(&t).await {
+            Ok(s) => (s, None),
+            Err(e) => (WorkloadState::default(), Some(e.to_string())),
+        };
         let filter = ReleaseFilter { env: Some(t.env.clone()), app: Some(t.app.clone()), limit: Some(20) };
         let releases = store.releases(&filter).unwrap_or_default();
         let release = releases.iter().find(|r| r.status.is_active()).or(releases.first()).cloned();
         let last_verified = releases.iter().find(|r| r.status == Status::Verified).map(|r| r.version.clone());
         let pending = releases.iter().filter(|r| r.status == Status::Planned).cloned().collect();
-        workloads.insert(t, WorkloadView { state, settings: Some(settings), release, last_verified, pending });
+        workloads.insert(t, WorkloadView { state, settings: Some(settings), release, last_verified, pending, error });
     }
     let detail = match selected.and_then(|t| workloads.get(t)).and_then(|w| w.release.as_ref()) {
         Some(r) => ReleaseDetail {

@@ -157,7 +157,25 @@ impl KubeCluster {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
         let body = json!({"spec": {"replicas": replicas}});
         let (pp, patch) = (Self::params(), Patch::Merge(&body));
-        self.call(t, Action::new("patch", "deployments", name), || api.patch(name, &pp, &patch)).await.map(drop)
+        let action = Action::new("patch", "deployments", name);
+        self.absolute(|| self.call(t, action, || api.patch(name, &pp, &patch))).await.map(drop)
+    }
+
+    /// A write of absolute values without a `resourceVersion` (a merge patch of replicas or a
+    /// selector): a 409 (the object changed under the API server's own update) is tried once
+    /// more, after the retry delay, as kubectl's patch does; a second one is said.
+    async fn absolute<T, F, Fut>(&self, mut write: F) -> Result<T, ApiFailure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiFailure>>,
+    {
+        match write().await {
+            Err(f) if f.code == Some(409) => {
+                tokio::time::sleep(RETRY_DELAY).await;
+                write().await
+            }
+            other => other,
+        }
     }
 
     /// Create the version's Deployment from the base (and its Service, with an HTTPRoute).
@@ -219,7 +237,8 @@ impl KubeCluster {
     async fn patch_service(&self, t: &Target, name: &str, body: &Value) -> Result<(), ClusterError> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
         let (pp, patch) = (Self::params(), Patch::Merge(body));
-        self.call(t, Action::new("patch", "services", name), || api.patch(name, &pp, &patch)).await?;
+        let action = Action::new("patch", "services", name);
+        self.absolute(|| self.call(t, action, || api.patch(name, &pp, &patch))).await?;
         Ok(())
     }
 
@@ -283,6 +302,13 @@ impl KubeCluster {
             return Err(ClusterError::Unreachable {
                 target: t.to_string(),
                 message: format!("the watches of namespace {} have not listed: {why}", self.namespace),
+            });
+        }
+        // A watch the API server refuses keeps what it last saw: say so rather than show it as now.
+        if let Some(why) = self.watch_errors.refused() {
+            return Err(ClusterError::Kubernetes {
+                target: t.to_string(),
+                message: format!("the state of namespace {} cannot be watched: {why}", self.namespace),
             });
         }
         Ok(state::compute(o, &self.index()))

@@ -87,22 +87,30 @@ impl Listed {
     }
 }
 
-/// The last error each watch met, by resource, cleared when it recovers.
+/// The last error each watch met, by resource, cleared when it recovers; `true` when the API
+/// server refused it (401/403), which no retry mends.
 #[derive(Default)]
-pub struct WatchErrors(Mutex<BTreeMap<&'static str, String>>);
+pub struct WatchErrors(Mutex<BTreeMap<&'static str, (String, bool)>>);
 
 impl WatchErrors {
-    fn set(&self, resource: &'static str, message: Option<String>) {
+    fn set(&self, resource: &'static str, error: Option<(String, bool)>) {
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match message {
-            Some(m) => all.insert(resource, m),
+        match error {
+            Some(e) => all.insert(resource, e),
             None => all.remove(resource),
         };
     }
 
     pub fn summary(&self) -> Option<String> {
         let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        (!all.is_empty()).then(|| all.values().cloned().collect::<Vec<_>>().join("; "))
+        (!all.is_empty()).then(|| all.values().map(|(m, _)| m.clone()).collect::<Vec<_>>().join("; "))
+    }
+
+    /// The watches the API server refuses: what they keep is stale until the Role is fixed.
+    pub fn refused(&self) -> Option<String> {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let refused: Vec<String> = all.values().filter(|(_, r)| *r).map(|(m, _)| m.clone()).collect();
+        (!refused.is_empty()).then(|| refused.join("; "))
     }
 }
 
@@ -263,21 +271,28 @@ where
                     c.changed.notify_one();
                 }
                 Err(e) => {
-                    let message = watch_error(&c, resource, &e);
+                    let (message, refused) = watch_error(&c, resource, &e);
                     tracing::warn!("{message}");
-                    c.watch_errors.set(resource, Some(message));
+                    c.watch_errors.set(resource, Some((message, refused)));
                 }
             }
         }
     })
 }
 
-fn watch_error(c: &KubeCluster, resource: &'static str, e: &watcher::Error) -> String {
+/// The error in plain words, and whether the API server refused the request (401/403).
+fn watch_error(c: &KubeCluster, resource: &'static str, e: &watcher::Error) -> (String, bool) {
     let target = format!("namespace {}", c.namespace);
     let (verb, inner) = match e {
         watcher::Error::InitialListFailed(e) => ("list", e),
         watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", e),
-        other => return format!("{target}: watching {resource}: {other}"),
+        watcher::Error::WatchError(s) => {
+            let e = ::kube::Error::Api(s.clone());
+            let words = describe(&target, &c.namespace, Action::new("watch", resource, ""), &e).to_string();
+            return (words, matches!(s.code, 401 | 403));
+        }
+        other => return (format!("{target}: watching {resource}: {other}"), false),
     };
-    describe(&target, &c.namespace, Action::new(verb, resource, ""), inner).to_string()
+    let refused = matches!(super::errors::status(inner), Some(401 | 403));
+    (describe(&target, &c.namespace, Action::new(verb, resource, ""), inner).to_string(), refused)
 }

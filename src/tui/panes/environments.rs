@@ -69,6 +69,11 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 fn cell_for<'a>(app: &App, w: Option<&WorkloadView>) -> Cell<'a> {
     let t = &app.theme;
     let Some(w) = w else { return Cell::from("-") };
+    if let Some(why) = &w.error {
+        // Not "nothing runs": the cluster could not be read.
+        let first = Line::from(Span::styled("⚠ state unknown", t.style(Role::Error)));
+        return Cell::from(vec![first, Line::styled(why.clone(), t.style(Role::Error))]);
+    }
     let version = w.current_version().unwrap_or("nothing").to_string();
     let (ready, desired) = w.state.versions.values().fold((0, 0), |(r, d), v| (r + v.ready, d + v.desired));
     let health = if desired > 0 && ready >= desired {

@@ -21,10 +21,13 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     };
     let w = app.selected().cloned().unwrap_or_default();
     let Some(r) = w.release.clone() else {
-        let text = format!(
-            "{target} has had no release yet. Press d (or :deploy {} VERSION {}) to start one.",
-            target.app, target.env
-        );
+        let text = match &w.error {
+            Some(why) => format!("{target}: {why}"),
+            None => format!(
+                "{target} has had no release yet. Press d (or :deploy {} VERSION {}) to start one.",
+                target.app, target.env
+            ),
+        };
         frame.render_widget(
             Paragraph::new(text).style(t.style(Role::Muted)).block(block(t, format!(" Rollout — {target} "))),
             area,
@@ -60,6 +63,9 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             r.requested_by
         )),
     ];
+    if let Some(why) = &w.error {
+        head.push(Line::styled(format!("state unknown: {why}"), t.style(Role::Error)));
+    }
     if let Some(why) = &r.reason {
         let role = match r.status {
             Status::Paused | Status::Planned => Role::Warn,

@@ -5,6 +5,7 @@
 mod argo;
 mod failures;
 mod lease;
+mod more_failures;
 mod probes;
 mod readonly;
 mod reads;

@@ -115,12 +115,20 @@ fn serve(mut api: ApiServer, seen: Arc<Mutex<Vec<(String, String)>>>) -> tokio::
     })
 }
 
+/// An engine whose environment `prod` runs on `kube` (`dev` on the in-memory cluster).
+pub(super) fn engine_over(kube: &Arc<KubeCluster>, store: Arc<crate::store::Store>, readonly: bool) -> Engine {
+    let estate = Arc::new(crate::config::Estate::parse(ESTATE, "kubernetes estate").unwrap());
+    let local = crate::engine::fake::FakeCluster::new(&estate, &BTreeMap::new());
+    let by_env: BTreeMap<String, Arc<dyn Cluster>> = [("prod".to_string(), kube.clone() as Arc<dyn Cluster>)].into();
+    let routed = Arc::new(EstateCluster::new(local.clone(), by_env));
+    Engine::new(estate, routed, local, store, readonly)
+}
+
 #[tokio::test]
 async fn a_readonly_shipdeck_only_gets_lists_and_watches() {
     let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let (client, api) = client();
     let server = serve(api, seen.clone());
-    let estate = Arc::new(crate::config::Estate::parse(ESTATE, "readonly estate").unwrap());
     let kube = KubeCluster::new(client.clone(), NS, vec![(target().clone(), objects(false))]);
     kube.start();
 
@@ -129,10 +137,7 @@ async fn a_readonly_shipdeck_only_gets_lists_and_watches() {
     let taken = crate::host::take_over_rollouts(&store, &kube).await;
     assert_eq!(taken, vec![left_behind().id], "the rollout another console left is read");
     assert_eq!(store.mark_interrupted().unwrap().len(), 1, "and shows as interrupted");
-    let local = crate::engine::fake::FakeCluster::new(&estate, &BTreeMap::new());
-    let by_env: BTreeMap<String, Arc<dyn Cluster>> = [("prod".to_string(), kube.clone() as Arc<dyn Cluster>)].into();
-    let routed = Arc::new(EstateCluster::new(local.clone(), by_env));
-    let engine = Engine::new(estate.clone(), routed, local, store.clone(), true);
+    let engine = engine_over(&kube, store.clone(), true);
     let flags = Arc::new(crate::flags::KubeFlagStore::new(client.clone(), NS, "flags"));
     engine.attach_flags(flags.clone());
     let audit = crate::host::spawn_kube_audit(&engine, [("prod".to_string(), kube.clone())].into());
