@@ -269,13 +269,34 @@ impl Run {
     async fn recover(&mut self, settings: &AppSettings, why: &str) -> Result<(), EngineError> {
         match self.release.previous_version.clone().filter(|_| settings.rollback_on_failure) {
             Some(prev) => {
-                let cause = format!("{why}; rolled back to {prev}");
                 self.record_intent(&format!("rolling back to {prev}: {why}"))?;
-                self.restore(settings, &prev).await;
+                if let Err(failed) = self.restore(settings, &prev).await {
+                    // Traffic is not (all) back: the new version's pods stay, and the release
+                    // says where traffic is, so a person can finish the rollback.
+                    let cause = format!(
+                        "{why}; rolling back to {prev} failed ({failed}); traffic now: {} — `shipdeck rollback {} \
+                         --env {}` once the cluster answers",
+                        self.traffic_now().await,
+                        self.release.app,
+                        self.release.env
+                    );
+                    return self.set_status(Status::Failed, &cause);
+                }
                 self.remove_new(Duration::ZERO).await;
-                self.set_status(Status::RolledBack, &cause)
+                self.set_status(Status::RolledBack, &format!("{why}; rolled back to {prev}"))
             }
-            None => self.set_status(Status::Failed, why),
+            None => {
+                let cause = format!("{why}; traffic now: {}", self.traffic_now().await);
+                self.set_status(Status::Failed, &cause)
+            }
+        }
+    }
+
+    /// Where traffic is, as the cluster shows it now: `1.0.0 90%, 1.1.0 10%`.
+    async fn traffic_now(&self) -> String {
+        match self.inner.cluster.state(&self.target).await {
+            Ok(state) => describe_routing(&state.routing),
+            Err(e) => format!("unknown, the cluster cannot be read ({e})"),
         }
     }
 
@@ -299,7 +320,20 @@ impl Run {
         self.record_step_end(&cause);
         match self.release.previous_version.clone() {
             Some(prev) => {
-                self.restore(settings, &prev).await;
+                if let Err(failed) = self.restore(settings, &prev).await {
+                    // Not aborted while traffic is elsewhere: failed, saying where it is, and
+                    // the new version's pods kept; abort again finishes the job.
+                    let cause = format!(
+                        "{verb} by {actor} at step {}/{}, but moving traffic back to {prev} failed ({failed}); \
+                         traffic now: {} — `shipdeck abort {} --env {}` again once the cluster answers",
+                        self.release.cursor + 1,
+                        self.release.plan.len(),
+                        self.traffic_now().await,
+                        self.release.app,
+                        self.release.env
+                    );
+                    return self.set_status(Status::Failed, &cause);
+                }
                 self.remove_new(delay).await;
             }
             None => {
@@ -321,8 +355,9 @@ impl Run {
         Ok(())
     }
 
-    /// All traffic to `prev` as soon as it has a ready pod, and `prev` back to full size.
-    async fn restore(&mut self, settings: &AppSettings, prev: &str) {
+    /// All traffic to `prev` as soon as it has a ready pod, and `prev` back to full size; the
+    /// reason when traffic could not be put (all) on `prev`.
+    async fn restore(&mut self, settings: &AppSettings, prev: &str) -> Result<(), String> {
         let cluster = &self.inner.cluster;
         let target = &self.target;
         let all_prev = Routing::all_to(prev);
@@ -340,12 +375,15 @@ impl Run {
         if let Err(why) = steps::wait_ready(&ctx, prev, settings.replicas).await {
             self.note(format!("{prev} is not back at full size: {why}"));
         }
-        if let Err(e) = self.inner.cluster.set_routing(target, &all_prev).await {
+        let moved = self.inner.cluster.set_routing(target, &all_prev).await.map_err(|e| e.to_string());
+        if let Err(e) = &moved {
             self.note(format!("moving traffic back to {prev} failed: {e}"));
+        } else {
+            self.release.weight = 0;
+            let _ = self.inner.store.save_release(&self.release);
         }
-        self.release.weight = 0;
-        let _ = self.inner.store.save_release(&self.release);
         self.inner.persist(target).await;
+        moved
     }
 
     async fn remove_new(&self, delay: Duration) {
@@ -367,4 +405,29 @@ impl Run {
         tracing::warn!("release {}: {message}", self.release.id);
         self.inner.emit(Event::Note { release_id: Some(self.release.id.clone()), message });
     }
+}
+
+/// `1.0.0 90%, 1.1.0 10%`, then header/cookie matches and the preview entry, if any.
+pub(crate) fn describe_routing(r: &Routing) -> String {
+    let total: u32 = r.weights.values().sum();
+    let mut parts: Vec<String> = r
+        .weights
+        .iter()
+        .filter(|(_, w)| **w > 0)
+        .map(|(v, w)| format!("{v} {}%", (*w as u64 * 100).checked_div(total as u64).unwrap_or(0)))
+        .collect();
+    if parts.is_empty() {
+        parts.push("no version".into());
+    }
+    for m in &r.matches {
+        let kind = match m.kind {
+            crate::cluster::MatchKind::Header => "header",
+            crate::cluster::MatchKind::Cookie => "cookie",
+        };
+        parts.push(format!("{kind} {}={} to {}", m.name, m.value, m.version));
+    }
+    if let Some(p) = &r.preview {
+        parts.push(format!("preview on {p}"));
+    }
+    parts.join(", ")
 }
