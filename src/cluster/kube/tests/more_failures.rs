@@ -144,3 +144,27 @@ async fn a_watch_refused_after_listing_is_said_in_the_state_and_the_console() {
     assert!(shown.contains("may not watch pods"), "the console says why: {shown:?}");
     server.abort();
 }
+
+/// With an HTTPRoute, a version that got its Deployment but not its Service fails the scale,
+/// naming what is missing: the route is never pointed at a Service that does not exist (the
+/// step fails before any weight moves, and the release says so).
+#[tokio::test(start_paused = true)]
+async fn a_version_whose_service_cannot_be_made_fails_before_the_route_moves() {
+    let (c, mut api) = cluster(true);
+    let server = async {
+        api.expect("PATCH", &deployments("web-1-1-0")).await.reply(404, status(404, "NotFound", ""));
+        api.expect("GET", &deployments("web")).await.reply(200, base_deployment());
+        let x = api.expect("POST", &format!("/apis/apps/v1/namespaces/{NS}/deployments")).await;
+        let made = x.body.clone();
+        x.reply(201, made);
+        api.expect("GET", &services("web")).await.reply(200, base_service());
+        api.expect("POST", &format!("/api/v1/namespaces/{NS}/services")).await.reply(
+            403,
+            status(403, "Forbidden", "services is forbidden: User \"ci\" cannot create resource \"services\""),
+        );
+    };
+    let (result, ()) = tokio::join!(c.scale(target(), "1.1.0", 1), server);
+    let text = result.unwrap_err().to_string();
+    assert!(text.contains("forbidden: shipdeck may not create services in namespace shop"), "{text}");
+    api.expect_silence().await;
+}
