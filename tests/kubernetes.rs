@@ -463,7 +463,11 @@ async fn canary_and_ab_through_an_httproute() {
     assert_eq!(code, 0, "first version: {out}");
     setup
         .eventually(&format!("the route sends everything to {}", svc(&v0)), 120, || async {
-            setup.route_rules().await.last().is_some_and(|(_, b)| b.iter().all(|(n, w)| *n == svc(&v0) || *w == 0))
+            setup
+                .route_rules()
+                .await
+                .last()
+                .is_some_and(|(_, b)| !b.is_empty() && b.iter().all(|(n, w)| *n == svc(&v0) || *w == 0))
         })
         .await;
     // Canary: 75/25 by backend weights while paused.
@@ -476,7 +480,11 @@ async fn canary_and_ab_through_an_httproute() {
     assert_eq!(code, 0, "abort: {out}");
     setup
         .eventually("abort: the route back on the old version", 60, || async {
-            setup.route_rules().await.last().is_some_and(|(_, b)| b.iter().all(|(n, w)| *n == svc(&v0) || *w == 0))
+            setup
+                .route_rules()
+                .await
+                .last()
+                .is_some_and(|(_, b)| !b.is_empty() && b.iter().all(|(n, w)| *n == svc(&v0) || *w == 0))
         })
         .await;
     // A/B: a header rule for B before the weighted rule, while the experiment runs.
