@@ -325,10 +325,11 @@ impl Run {
                     // the new version's pods kept; abort again finishes the job.
                     let cause = format!(
                         "{verb} by {actor} at step {}/{}, but moving traffic back to {prev} failed ({failed}); \
-                         traffic now: {} — `shipdeck abort {} --env {}` again once the cluster answers",
+                         traffic now: {} — `shipdeck {} {} --env {}` again once the cluster answers",
                         self.release.cursor + 1,
                         self.release.plan.len(),
                         self.traffic_now().await,
+                        if rollback { "rollback" } else { "abort" },
                         self.release.app,
                         self.release.env
                     );
