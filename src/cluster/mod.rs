@@ -223,6 +223,41 @@ impl Claim {
     }
 }
 
+/// Who holds the right to drive a workload's rollout, as the cluster shows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Driver {
+    /// `<user> (pid N) on <host>`, as the holder wrote it.
+    pub holder: String,
+    /// This process holds it.
+    pub mine: bool,
+    /// The holder stopped renewing: anyone may take it over.
+    pub lapsed: bool,
+    /// When it was last renewed.
+    pub renewed: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a cluster other consoles share shows about a workload besides its pods: who drives it
+/// and the rollout last written into the cluster (by whichever console).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterNews {
+    pub driver: Option<Driver>,
+    pub rollout: Option<crate::model::Release>,
+}
+
+/// One of the cluster's own events about a workload's objects (`kubectl get events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterEvent {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub target: Target,
+    pub warning: bool,
+    pub reason: String,
+    /// `pod/web-1-1-0-7d9f-abcde`
+    pub object: String,
+    pub note: String,
+    /// How many times it happened (an event that repeats is one event with a count).
+    pub count: u32,
+}
+
 /// The primitives a release strategy is made of.
 ///
 /// Every call returns once the change is *requested*; progress (pods becoming ready) is
@@ -258,5 +293,22 @@ pub trait Cluster: Send + Sync {
     /// another holds it; `None`: nothing to claim (the local cluster has one process per data dir).
     async fn claim(&self, _target: &Target, _holder: &str) -> Result<Option<Claim>, ClusterError> {
         Ok(None)
+    }
+
+    /// Who drives `target` and the rollout written into the cluster, from the cluster's watches
+    /// (nothing on a cluster no other console shares). Never a request: cheap to call often.
+    fn news(&self, _target: &Target) -> ClusterNews {
+        ClusterNews::default()
+    }
+
+    /// The cluster's recent events about the workloads' objects, oldest first (from a watch).
+    fn cluster_events(&self) -> Vec<ClusterEvent> {
+        Vec::new()
+    }
+
+    /// Resolves when [`Cluster::news`] may have changed since it last resolved (one waiter at a
+    /// time: a change while nobody waits is kept for the next). Never, without news.
+    async fn news_changed(&self) {
+        std::future::pending::<()>().await
     }
 }

@@ -12,18 +12,21 @@ use super::*;
 pub struct EstateCluster {
     local: Arc<dyn Cluster>,
     by_env: RwLock<BTreeMap<String, Arc<dyn Cluster>>>,
+    /// An environment's cluster was replaced: whoever waits for news waits on the new one.
+    replaced: tokio::sync::Notify,
 }
 
 impl EstateCluster {
     /// `by_env` names the environments that do not run on `local`.
     pub fn new(local: Arc<dyn Cluster>, by_env: BTreeMap<String, Arc<dyn Cluster>>) -> Self {
-        Self { local, by_env: RwLock::new(by_env) }
+        Self { local, by_env: RwLock::new(by_env), replaced: tokio::sync::Notify::new() }
     }
 
     /// From now on `env` runs on `cluster` (a Kubernetes environment moved to another context
     /// or namespace); calls already under way finish on the cluster they started on.
     pub fn replace(&self, env: &str, cluster: Arc<dyn Cluster>) {
         self.by_env.write().unwrap_or_else(|e| e.into_inner()).insert(env.to_string(), cluster);
+        self.replaced.notify_one();
     }
 
     fn pick(&self, t: &Target) -> Arc<dyn Cluster> {
@@ -59,6 +62,33 @@ impl Cluster for EstateCluster {
 
     async fn claim(&self, t: &Target, holder: &str) -> Result<Option<Claim>, ClusterError> {
         self.pick(t).claim(t, holder).await
+    }
+
+    fn news(&self, t: &Target) -> ClusterNews {
+        self.pick(t).news(t)
+    }
+
+    fn cluster_events(&self) -> Vec<ClusterEvent> {
+        let clusters: Vec<Arc<dyn Cluster>> =
+            self.by_env.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut all: Vec<ClusterEvent> = clusters.iter().flat_map(|c| c.cluster_events()).collect();
+        all.sort_by(|a, b| a.at.cmp(&b.at));
+        all
+    }
+
+    async fn news_changed(&self) {
+        let clusters: Vec<Arc<dyn Cluster>> =
+            self.by_env.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        if clusters.is_empty() {
+            self.replaced.notified().await;
+            return;
+        }
+        // Not empty: select_all would panic on no futures.
+        let any = futures::future::select_all(clusters.iter().map(|c| c.news_changed()));
+        tokio::select! {
+            _ = any => {}
+            _ = self.replaced.notified() => {}
+        }
     }
 }
 

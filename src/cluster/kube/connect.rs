@@ -93,6 +93,7 @@ async fn try_connect(
     }
     let cluster = KubeCluster::new(client, &namespace, apps);
     cluster.start();
+    cluster.start_live();
     Ok(cluster)
 }
 

@@ -14,6 +14,7 @@ pub mod argo_info;
 mod connect;
 pub(crate) mod errors;
 pub mod lease;
+pub mod live;
 pub mod objects;
 mod probe;
 pub mod record;
@@ -81,6 +82,9 @@ pub struct KubeCluster {
     /// For probes through the app's `verify_url`, made at the first one.
     verify_client: std::sync::OnceLock<reqwest::Client>,
     me: std::sync::Weak<KubeCluster>,
+    /// Who drives what: Leases, the bases' rollouts, Events (see `live.rs`).
+    live: live::Live,
+    live_started: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for KubeCluster {
@@ -114,6 +118,8 @@ impl KubeCluster {
             timeout: REQUEST_TIMEOUT,
             tasks: Mutex::new(Vec::new()),
             verify_client: std::sync::OnceLock::new(),
+            live: Default::default(),
+            live_started: Default::default(),
         })
     }
 
@@ -488,5 +494,17 @@ impl Cluster for KubeCluster {
             }
         });
         Ok(Some(Claim::new(keeper.status.clone(), keeper).on_hand_back(hand_back)))
+    }
+
+    fn news(&self, t: &Target) -> ClusterNews {
+        self.live_news(t)
+    }
+
+    fn cluster_events(&self) -> Vec<ClusterEvent> {
+        self.live_events()
+    }
+
+    async fn news_changed(&self) {
+        self.live_changed().await
     }
 }

@@ -55,7 +55,11 @@ impl KubeCluster {
     pub async fn record_rollout(&self, t: &Target, release: &Release) -> Result<(), ClusterError> {
         let o = self.objects(t)?;
         let text = serde_json::to_string(release).map_err(|e| ClusterError::Other(e.to_string()))?;
-        let body = json!({"metadata": {"annotations": {ROLLOUT_ANNOTATION: text}}});
+        // The label lets other consoles watch only the bases that carry a rollout (see `live.rs`).
+        let body = json!({"metadata": {
+            "labels": {super::live::ROLLOUT_STATE_LABEL: "true"},
+            "annotations": {ROLLOUT_ANNOTATION: text},
+        }});
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
         let (pp, patch) = (Self::params(), Patch::Merge(&body));
         let name = o.deployment.as_str();

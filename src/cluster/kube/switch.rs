@@ -177,6 +177,7 @@ impl Switcher {
             .collect();
         let cluster = KubeCluster::new(client, &next.namespace, apps);
         cluster.start();
+        cluster.start_live();
         self.clusters.replace(env, cluster);
         self.places.lock().unwrap_or_else(|e| e.into_inner()).insert(env.to_string(), next.clone());
         Ok(next)

@@ -8,6 +8,7 @@ mod lease;
 mod more_failures;
 mod probes;
 mod readonly;
+mod live;
 mod reads;
 mod record;
 mod switch;
@@ -69,6 +70,7 @@ pub struct Exchange {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub content_type: Option<String>,
+    pub accept: Option<String>,
     pub body: Value,
     respond: Responder,
 }
@@ -131,6 +133,7 @@ impl ApiServer {
             path: parts.uri.path().to_string(),
             query,
             content_type: parts.headers.get("content-type").and_then(|v| v.to_str().ok()).map(String::from),
+            accept: parts.headers.get("accept").and_then(|v| v.to_str().ok()).map(String::from),
             body,
             respond,
         }

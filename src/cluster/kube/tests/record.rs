@@ -35,7 +35,11 @@ async fn the_rollout_is_written_to_the_base_deployment_and_read_back() {
     let (c, mut api) = cluster(false);
     let r = release();
     let server = async {
-        let body = json!({"metadata": {"annotations": {ROLLOUT_ANNOTATION: serde_json::to_string(&r).unwrap()}}});
+        // Metadata only, with the label the other consoles' watch selects on; never the spec.
+        let body = json!({"metadata": {
+            "labels": {"shipdeck.dev/rollout-state": "true"},
+            "annotations": {ROLLOUT_ANNOTATION: serde_json::to_string(&r).unwrap()},
+        }});
         let x = api.expect_merge_patch(&deployments("web"), body).await;
         let mut stored = base_deployment();
         stored["metadata"]["annotations"] = x.body["metadata"]["annotations"].clone();
