@@ -125,6 +125,8 @@ pub struct Host {
     flag_sync: Option<tokio::task::JoinHandle<()>>,
     /// Writes rollouts and Events into the Kubernetes environments.
     kube_audit: Option<tokio::task::JoinHandle<()>>,
+    /// Follows the rollouts other consoles drive in the Kubernetes environments.
+    kube_follow: Option<tokio::task::JoinHandle<()>>,
     /// Makes release notes and sends webhooks.
     pub notifier: crate::notify::Notifier,
     /// Serves `/metrics`, once [`Host::serve_metrics`] is called.
@@ -288,18 +290,61 @@ pub(crate) async fn take_over_rollouts(store: &Store, cluster: &KubeCluster) -> 
                 continue;
             }
         };
-        let saved = match store.release(&release.id) {
-            Ok(None) => store.insert_release(&release, "taken from the cluster's shipdeck.dev/rollout annotation"),
-            Ok(Some(mine)) if mine.updated_at < release.updated_at => store.save_release(&release),
-            Ok(Some(_)) => continue,
-            Err(e) => Err(e),
-        };
-        match saved {
-            Ok(()) => taken.push(release.id),
+        match store_if_newer(store, &release) {
+            Ok(true) => taken.push(release.id),
+            Ok(false) => {}
             Err(e) => tracing::warn!("storing rollout {} of {t}: {e}", release.id),
         }
     }
     taken
+}
+
+/// Store `release` (read from the cluster) if the store lacks it or has an older state of it.
+fn store_if_newer(store: &Store, release: &Release) -> Result<bool, StoreError> {
+    match store.release(&release.id)? {
+        None => store.insert_release(release, "taken from the cluster's shipdeck.dev/rollout annotation")?,
+        Some(mine) if mine.updated_at < release.updated_at => store.save_release(release)?,
+        Some(_) => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Copies into the store, as they change, the rollouts the Kubernetes environments' watches
+/// show in the `shipdeck.dev/rollout` annotations (what another console driving them right now
+/// writes at every step), so this console's panes follow them within a second. A release this
+/// engine drives itself is left alone: its state is this process's. Returns the release ids
+/// taken.
+pub(crate) fn follow_rollouts(engine: &Engine, targets: &[Target]) -> Vec<String> {
+    let mut taken = Vec::new();
+    for t in targets {
+        let Some(release) = engine.cluster().news(t).rollout else { continue };
+        if engine.is_running(t) {
+            continue;
+        }
+        match store_if_newer(engine.store(), &release) {
+            Ok(true) => taken.push(release.id),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("storing rollout {} of {t}: {e}", release.id),
+        }
+    }
+    taken
+}
+
+/// Runs [`follow_rollouts`] whenever the clusters' watches bring news, not on a timer.
+fn spawn_follow_rollouts(engine: &Engine, targets: Vec<Target>) -> Option<tokio::task::JoinHandle<()>> {
+    if targets.is_empty() {
+        return None;
+    }
+    let engine = engine.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            engine.cluster().news_changed().await;
+            let taken = follow_rollouts(&engine, &targets);
+            if !taken.is_empty() {
+                tracing::debug!("followed rollouts driven elsewhere: {}", taken.join(", "));
+            }
+        }
+    }))
 }
 
 /// Mirrors the engine's news into the Kubernetes environments: each release's state (plan,
@@ -315,7 +360,7 @@ pub(crate) fn spawn_kube_audit(
         return None;
     }
     let mut events = engine.subscribe();
-    let reporter = format!("{} (pid {})", paths::identity(None), std::process::id());
+    let reporter = crate::cluster::kube::live::holder_identity();
     Some(tokio::spawn(async move {
         let mut targets: BTreeMap<String, Target> = BTreeMap::new();
         loop {
@@ -407,7 +452,11 @@ impl Host {
         if let Some(s) = switcher {
             engine.attach_kube(s);
         }
+        // Every Kubernetes environment's: one that could not connect may be switched (`:ctx`) to one that can.
+        let on_kube = |t: &Target| estate.env(&t.env).is_some_and(|e| !e.cluster.is_local());
+        let kube_targets: Vec<Target> = estate.targets().into_iter().map(|(t, _)| t).filter(on_kube).collect();
         let kube_audit = spawn_kube_audit(&engine, kube);
+        let kube_follow = spawn_follow_rollouts(&engine, kube_targets);
         engine.attach_flag_metrics(cluster.clone());
         let opened: Result<Arc<dyn FlagStore>, FlagError> = match named {
             Some(store) => Ok(store),
@@ -451,6 +500,7 @@ impl Host {
             scrape,
             flag_sync,
             kube_audit,
+            kube_follow,
             notifier,
             metrics: None,
             _lock: lock,
@@ -535,6 +585,9 @@ impl Host {
         if let Some(task) = &self.kube_audit {
             task.abort();
         }
+        if let Some(task) = &self.kube_follow {
+            task.abort();
+        }
         // The last news (a rollback, say) gets a few seconds to reach its channels.
         if !self.notifier.flush(NOTIFY_GRACE).await {
             tracing::warn!("stopping with {} webhook deliveries unfinished", self.notifier.pending());
@@ -617,6 +670,107 @@ mod tests {
         let (cluster, server) = cluster_with(release(2, 120));
         assert_eq!(take_over_rollouts(&store, &cluster).await.len(), 1);
         assert_eq!(store.release("prod-web-1.1.0-20270115080000").unwrap().unwrap().cursor, 2);
+        server.abort();
+    }
+
+    /// A console that follows another's rollout: the fake API server answers the live watches
+    /// with alice's lease and the base's rollout at step 2, then changes the annotation to step 3.
+    #[tokio::test(start_paused = true)]
+    async fn a_rollout_another_console_drives_shows_in_the_snapshot_as_it_moves_and_is_left_alone() {
+        use ::kube::client::Body;
+        let text = "[[environments]]\nname = \"prod\"\ncluster = { kubernetes = { namespace = \"shop\" } }\n\
+                    [[apps]]\nname = \"web\"\n[[apps.versions]]\nversion = \"1.0.0\"\n[[apps.versions]]\nversion = \"1.1.0\"\n";
+        let estate = Arc::new(Estate::parse(text, "t.toml").unwrap());
+        let (service, mut handle) = tower_test::mock::pair::<http::Request<Body>, http::Response<Body>>();
+        let objects = crate::model::KubernetesApp::default().resolve("web");
+        let t = Target::new("prod", "web");
+        let kube = KubeCluster::new(::kube::Client::new(service, "shop"), "shop", vec![(t.clone(), objects)]);
+        kube.start_live();
+        let holder = "alice (pid 4711) on host-x";
+        let renewed = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "shipdeck-web", "namespace": "shop", "resourceVersion": "5"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renewed}});
+        let base = |r: &Release| {
+            serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "9",
+                "labels": {"shipdeck.dev/rollout-state": "true"},
+                "annotations": {"shipdeck.dev/rollout": serde_json::to_string(r).unwrap_or_default()}}})
+        };
+        let mut moving = release(1, 60);
+        moving.status = Status::InProgress;
+        moving.reason = None;
+        let (next_tx, mut next_rx) = tokio::sync::mpsc::unbounded_channel::<Release>();
+        let first = base(&moving);
+        let server = tokio::spawn(async move {
+            let reply = |respond: tower_test::mock::SendResponse<http::Response<Body>>, body: String| {
+                respond.send_response(http::Response::new(Body::from(body.into_bytes())))
+            };
+            let list = |items: Vec<serde_json::Value>| {
+                serde_json::json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "10"}, "items": items})
+                    .to_string()
+            };
+            let mut held = Vec::new();
+            while let Some((request, respond)) = handle.next_request().await {
+                let watch = request.uri().query().is_some_and(|q| q.contains("watch=true"));
+                match (request.uri().path().rsplit('/').next(), watch) {
+                    (Some("leases"), false) => reply(respond, list(vec![lease.clone()])),
+                    (Some("deployments"), false) => reply(respond, list(vec![first.clone()])),
+                    (Some("events"), false) => reply(respond, list(vec![])),
+                    // The bases' watch: the next change the test makes.
+                    (Some("deployments"), true) => match next_rx.recv().await {
+                        Some(r) => {
+                            reply(respond, format!("{}\n", serde_json::json!({"type": "MODIFIED", "object": base(&r)})))
+                        }
+                        None => held.push(respond),
+                    },
+                    _ => held.push(respond),
+                }
+            }
+        });
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let metrics = crate::engine::fake::FakeCluster::new(&estate, &Default::default());
+        let engine = Engine::new(estate.clone(), kube.clone(), metrics, store.clone(), false);
+        let follow = spawn_follow_rollouts(&engine, vec![t.clone()]);
+
+        let shown = |cursor: usize| {
+            let engine = engine.clone();
+            let t = t.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    let snap = crate::tui::snapshot::load(&engine, Some(&t), None, 10).await;
+                    let w = snap.workload(&t).cloned().unwrap_or_default();
+                    if w.release.as_ref().is_some_and(|r| r.cursor == cursor) && w.driven_elsewhere().is_some() {
+                        return w;
+                    }
+                    assert!(tokio::time::Instant::now() < deadline, "step {} never showed: {w:?}", cursor + 1);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let w = shown(1).await;
+        let r = w.release.unwrap();
+        assert_eq!((r.status, r.interrupted), (Status::InProgress, false), "driven, not interrupted");
+        assert_eq!(w.driver.map(|d| d.holder), Some(holder.to_string()));
+
+        // The other console moves on: this one follows.
+        let mut on = moving.clone();
+        (on.cursor, on.updated_at) = (2, moving.updated_at + chrono::Duration::seconds(5));
+        next_tx.send(on).unwrap();
+        shown(2).await;
+
+        // And leaves it alone: no abort, resume or pause from here while alice renews.
+        for command in [
+            crate::engine::Command::Abort { app: "web".into(), env: "prod".into() },
+            crate::engine::Command::Resume { app: "web".into(), env: "prod".into(), full: false },
+            crate::engine::Command::Pause { app: "web".into(), env: "prod".into() },
+        ] {
+            let err = engine.execute("bob", command).await.unwrap_err().to_string();
+            assert!(err.contains(&format!("{holder} is driving release {}", moving.id)), "{err}");
+        }
+        assert_eq!(store.release(&moving.id).unwrap().unwrap().cursor, 2, "nothing written here");
+        follow.into_iter().for_each(|f| f.abort());
         server.abort();
     }
 }

@@ -453,6 +453,7 @@ fn pause(inner: &std::sync::Arc<Inner>, actor: &str, env: &str, app: &str) -> Re
             Ok(Outcome { message: format!("pausing release {}", r.id), release: Some(r), running: true })
         }
         _ => {
+            driven_elsewhere(inner, &target, &r)?;
             let from = r.status;
             let cause = format!("paused by {actor} at step {}/{}", r.cursor + 1, r.plan.len());
             r.status = Status::Paused;
@@ -486,8 +487,14 @@ fn resume(
         Status::Paused | Status::InProgress | Status::Deployed if running => {
             inner.send_action(&target, &r.id, action);
         }
-        Status::Paused => inner.spawn(r.clone(), Some(action)),
-        _ => inner.spawn(r.clone(), full.then_some(action)),
+        Status::Paused => {
+            driven_elsewhere(inner, &target, &r)?;
+            inner.spawn(r.clone(), Some(action))
+        }
+        _ => {
+            driven_elsewhere(inner, &target, &r)?;
+            inner.spawn(r.clone(), full.then_some(action))
+        }
     }
     inner.audit(actor, if full { "resume --full" } else { "resume" }, &target.to_string(), &r.id);
     Ok(Outcome { message: format!("resuming release {}", r.id), release: Some(r), running: true })
@@ -508,6 +515,9 @@ async fn abort(
     };
     let target = Target::new(env, app);
     let verb = if rollback { "rollback" } else { "abort" };
+    if !inner.is_driving(&target, &r.id) {
+        driven_elsewhere(inner, &target, &r)?;
+    }
     inner.audit(actor, verb, &target.to_string(), &r.id);
     if r.status == Status::Planned {
         let cause = format!("{verb} by {actor} before it started");
@@ -524,6 +534,25 @@ async fn abort(
         inner.spawn(r.clone(), Some(action));
     }
     Ok(Outcome { message: format!("{verb} of release {} under way", r.id), release: Some(r), running: true })
+}
+
+/// Refused while another console holds the workload's lease (as the cluster's watch shows it):
+/// that console drives the release, and this one neither moves its traffic nor writes its
+/// state. Once that console stops renewing (it died), its lease lapses and this one may take
+/// over, as the Lease does.
+fn driven_elsewhere(inner: &Inner, target: &Target, r: &Release) -> Result<(), EngineError> {
+    let Some(d) = inner.cluster.news(target).driver.filter(|d| !d.mine && !d.lapsed) else { return Ok(()) };
+    let renewed = d
+        .renewed
+        .map(|at| format!(" (lease renewed {}s ago)", (Utc::now() - at).num_seconds().max(0)))
+        .unwrap_or_default();
+    Err(EngineError::Refused(format!(
+        "{target}: {} is driving release {}{renewed}; this console leaves it alone — wait until it is done, or \
+         abort here once that console stops and its lease lapses ({}s without renewal)",
+        d.holder,
+        r.id,
+        crate::cluster::kube::lease::LEASE_DURATION.as_secs()
+    )))
 }
 
 /// The latest release of the app in env when it failed and its version still takes traffic.

@@ -69,7 +69,7 @@ impl Run {
             self.inner.store.save_release(&self.release)?;
         }
         // On a cluster other consoles share, only the holder of the workload's claim drives it.
-        let holder = format!("{} (pid {})", crate::config::paths::identity(None), std::process::id());
+        let holder = crate::cluster::kube::live::holder_identity();
         self.claim = match self.inner.cluster.claim(&self.target, &holder).await {
             Ok(claim) => claim,
             Err(e) if self.release.status.is_terminal() => {

@@ -180,6 +180,7 @@ mod claims;
 mod emergency;
 mod flag_rollout;
 mod traffic;
+mod foreign;
 
 #[tokio::test(start_paused = true)]
 async fn a_good_canary_walks_every_step_and_ends_verified() {

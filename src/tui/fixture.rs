@@ -43,6 +43,7 @@ pub fn fixture() -> Snapshot {
                 last_verified: Some(v),
                 pending: Vec::new(),
                 error: None,
+                driver: None,
             },
         );
     }

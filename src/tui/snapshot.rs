@@ -23,6 +23,8 @@ pub struct WorkloadView {
     /// Why the workload's state could not be read (a forbidden watch, an API server that does
     /// not answer): the state shown is then empty, not the cluster's.
     pub error: Option<String>,
+    /// Who holds the workload's lease (Kubernetes), as the cluster's watch shows it.
+    pub driver: Option<crate::cluster::Driver>,
 }
 
 impl WorkloadView {
@@ -33,6 +35,11 @@ impl WorkloadView {
 
     pub fn active(&self) -> Option<&Release> {
         self.release.as_ref().filter(|r| r.status.is_active())
+    }
+
+    /// Another console holds the lease and renews it: it drives the active release, not this one.
+    pub fn driven_elsewhere(&self) -> Option<&crate::cluster::Driver> {
+        self.driver.as_ref().filter(|d| !d.mine && !d.lapsed)
     }
 }
 
@@ -125,7 +132,8 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         let release = releases.iter().find(|r| r.status.is_active()).or(releases.first()).cloned();
         let last_verified = releases.iter().find(|r| r.status == Status::Verified).map(|r| r.version.clone());
         let pending = releases.iter().filter(|r| r.status == Status::Planned).cloned().collect();
-        workloads.insert(t, WorkloadView { state, settings: Some(settings), release, last_verified, pending, error });
+        let driver = engine.cluster().news(&t).driver;
+        workloads.insert(t, WorkloadView { state, settings: Some(settings), release, last_verified, pending, error, driver });
     }
     let detail = match selected.and_then(|t| workloads.get(t)).and_then(|w| w.release.as_ref()) {
         Some(r) => ReleaseDetail {
@@ -146,6 +154,12 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         })
         .collect();
     log.reverse();
+    let cluster_events = engine.cluster().cluster_events();
+    if !cluster_events.is_empty() {
+        log.extend(cluster_events.into_iter().map(kube_line));
+        // Both were in time order; a stable sort keeps each one's order among equal times.
+        log.sort_by(|a, b| a.at.cmp(&b.at));
+    }
     let flag_served = engine.flag_served(std::time::Duration::from_secs(60)).await;
     let flag_set = engine.flag_set().await;
     let flag_detail = match (flag, &flag_set) {
@@ -171,6 +185,17 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         log,
         now: Utc::now(),
         ..Snapshot::of_estate(estate)
+    }
+}
+
+/// `prod/web Warning BackOff pod/web-1-1-0-abc: Back-off restarting failed container (×4)`
+pub(crate) fn kube_line(e: crate::cluster::ClusterEvent) -> LogLine {
+    let count = if e.count > 1 { format!(" (×{})", e.count) } else { String::new() };
+    let kind = if e.warning { "Warning" } else { "Normal" };
+    LogLine {
+        at: e.at,
+        kind: "k8s".into(),
+        text: format!("{} {kind} {} {}: {}{count}", e.target, e.reason, e.object, e.note),
     }
 }
 

@@ -522,3 +522,62 @@ fn ctx_switches_the_selected_kubernetes_environment_even_read_only_and_the_heade
     let (message, _) = a.message.clone().unwrap();
     assert!(message.contains("dev runs on the local cluster") && message.contains("prod"), "{message}");
 }
+
+/// Who holds each app's lease, a rollout another console drives and the cluster's Events.
+fn live_app() -> App {
+    use crate::cluster::{ClusterEvent, Driver, Target};
+    let mut snap = fixture();
+    let renewed = Some(fixture::at(8));
+    let driver = |holder: &str, mine: bool, lapsed: bool| Driver { holder: holder.into(), mine, lapsed, renewed };
+    let set = |snap: &mut crate::tui::snapshot::Snapshot, env: &str, app: &str, d: Driver| {
+        if let Some(w) = snap.workloads.get_mut(&Target::new(env, app)) {
+            w.driver = Some(d);
+        }
+    };
+    set(&mut snap, "prod", "checkout", driver("alice (pid 4711) on host-x", false, false));
+    set(&mut snap, "staging", "payments", driver("bob (pid 7) on laptop", false, true));
+    set(&mut snap, "dev", "checkout", driver("carol (pid 99) on here", true, false));
+    snap.log.push(crate::tui::snapshot::kube_line(ClusterEvent {
+        at: fixture::at(9),
+        target: Target::new("prod", "checkout"),
+        warning: true,
+        reason: "BackOff".into(),
+        object: "pod/checkout-1-6-0-bad-7d9f-x2x".into(),
+        note: "Back-off restarting failed container".into(),
+        count: 4,
+    }));
+    let mut a = fixture::app_with(snap, Theme::embedded("dark").unwrap(), Keymap::load("default", None).unwrap());
+    a.sel_app = a.visible_apps().iter().position(|x| x == "checkout").unwrap();
+    a.sel_env = a.snapshot.envs.iter().position(|e| e == "prod").unwrap();
+    a
+}
+
+#[test]
+fn the_console_shows_who_drives_each_app_and_a_rollout_driven_elsewhere() {
+    let mut a = live_app();
+    a.pane = Pane::Environments;
+    let term = render(&a, 80, 24);
+    let screen = text(&term);
+    assert!(
+        screen.contains("⚿ running 2/7") && screen.contains("⚿ paused 4/7") && screen.contains("⚿ - you"),
+        "{screen}"
+    );
+    assert_eq!(style_at(&term, "⚿ running").fg, a.theme.style(Role::Important).fg);
+    assert_eq!(style_at(&term, "⚿ paused").fg, a.theme.style(Role::Muted).fg);
+    insta::assert_snapshot!("environments_leases_80x24", screen);
+    let wide = text(&render(&a, 160, 48));
+    assert!(wide.contains("⚿ running 2/7 1.6.0-bad alice") && wide.contains("⚿ paused 4/7 2.1.0 lapsed"), "{wide}");
+
+    a.pane = Pane::Rollout;
+    let term = render(&a, 80, 24);
+    let screen = text(&term);
+    assert!(screen.contains("⚿ driven elsewhere, by alice (pid 4711) on host-x"), "{screen}");
+    insta::assert_snapshot!("rollout_driven_elsewhere_80x24", screen);
+
+    a.pane = Pane::Events;
+    let screen = text(&render(&a, 160, 48));
+    assert!(
+        screen.contains("k8s      prod/checkout Warning BackOff pod/checkout-1-6-0-bad-7d9f-x2x: Back-off restarting failed container (×4)"),
+        "{screen}"
+    );
+}

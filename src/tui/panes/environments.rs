@@ -84,7 +84,7 @@ fn cell_for<'a>(app: &App, w: Option<&WorkloadView>) -> Cell<'a> {
         Span::styled("○ ", t.style(Role::Error))
     };
     let first = Line::from(vec![health, Span::raw(format!("{version} {ready}/{desired}"))]);
-    let second = match &w.release {
+    let mut second = match &w.release {
         Some(r) if r.status.is_active() => {
             let word = if r.interrupted { "interrupted" } else { status_word(r.status) };
             let s = format!("{word} {}/{} {}", (r.cursor + 1).min(r.plan.len()), r.plan.len(), r.version);
@@ -95,7 +95,26 @@ fn cell_for<'a>(app: &App, w: Option<&WorkloadView>) -> Cell<'a> {
         }
         None => Line::styled("-", t.style(Role::Muted)),
     };
+    // The mark first, so that a narrow cell still shows it; who holds it after the status.
+    if let Some(d) = &w.driver {
+        let (mark, who) = lease_spans(app, d);
+        second.spans.insert(0, mark);
+        second.push_span(who);
+    }
     Cell::from(vec![first, second])
+}
+
+/// `⚿ ` and ` alice` (another console drives it), ` you`, ` lapsed` (its holder stopped renewing).
+pub fn lease_spans(app: &App, d: &crate::cluster::Driver) -> (Span<'static>, Span<'static>) {
+    let t = &app.theme;
+    let (who, role) = if d.mine {
+        ("you".to_string(), Role::Info)
+    } else if d.lapsed {
+        ("lapsed".to_string(), Role::Muted)
+    } else {
+        (d.holder.split_whitespace().next().unwrap_or("someone").to_string(), Role::Important)
+    };
+    (Span::styled("⚿ ", t.style(role)), Span::styled(format!(" {who}"), t.style(role)))
 }
 
 /// Short words that fit a cell at 80 columns.

@@ -29,6 +29,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 }
                 "release" if l.text.contains("verified") => Role::Ok,
                 "audit" => Role::Muted,
+                "k8s" if l.text.contains(" Warning ") => Role::Warn,
                 _ => Role::Base,
             };
             Line::from(vec![

@@ -36,8 +36,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     };
     let now = app.snapshot.now;
     let steps = &app.snapshot.detail.steps;
+    let lease = w.driver.as_ref().map(|d| lease_line(app, d, &r, now));
     let [top, middle, bottom] =
-        Layout::vertical([Constraint::Length(5), Constraint::Min(6), Constraint::Length(7)]).areas(area);
+        Layout::vertical([Constraint::Length(5 + lease.is_some() as u16), Constraint::Min(6), Constraint::Length(7)])
+            .areas(area);
 
     // Summary.
     let step_no = (r.cursor + 1).min(r.plan.len());
@@ -74,6 +76,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         };
         head.push(Line::styled(why.clone(), t.style(role)));
     }
+    head.extend(lease);
     frame.render_widget(
         Paragraph::new(head).wrap(Wrap { trim: true }).block(block(t, format!(" Rollout — {target} "))),
         top,
@@ -229,6 +232,24 @@ fn countdown(step: &Step, rec: Option<&StepRecord>, now: DateTime<Utc>) -> Optio
 }
 
 /// What the timed steps still need; None when a step waits for a person.
+/// Who holds the app's lease: `⚿ driven elsewhere, by alice (pid 4711) on host-x (followed live)`.
+fn lease_line(app: &App, d: &crate::cluster::Driver, r: &Release, now: DateTime<Utc>) -> Line<'static> {
+    let t = &app.theme;
+    let ago = |at: Option<DateTime<Utc>>| at.map(|at| fmt_secs((now - at).num_seconds().max(0) as u64));
+    let (text, role) = if d.mine {
+        ("⚿ held by you: this console drives it".to_string(), Role::Info)
+    } else if d.lapsed {
+        let since = ago(d.renewed).map(|s| format!(" {s} ago")).unwrap_or_default();
+        let what = if r.status.is_active() { "resume or abort here takes it over" } else { "free to take" };
+        (format!("⚿ lease of {} lapsed (last renewed{since}): {what}", d.holder), Role::Warn)
+    } else if r.status.is_active() {
+        (format!("⚿ driven elsewhere, by {} (followed live)", d.holder), Role::Important)
+    } else {
+        (format!("⚿ held by {}", d.holder), Role::Important)
+    };
+    Line::styled(text, t.style(role))
+}
+
 fn eta(r: &Release, steps: &[StepRecord], now: DateTime<Utc>) -> Option<u64> {
     if !r.status.is_active() {
         return None;
