@@ -109,6 +109,7 @@ async fn run(apps: usize) {
     let kube_apps = estate.targets().into_iter().map(|(t, s)| (t, s.kubernetes.resolve(&s.name))).collect();
     let cluster = KubeCluster::new(client, NS, kube_apps);
     cluster.start();
+    cluster.start_live();
     let store = Arc::new(Store::open(&work.path().join("shipdeck.db")).expect("store"));
     let engine = Engine::new(estate.clone(), cluster.clone() as Arc<dyn Cluster>, Arc::new(NoMetrics), store, false);
     let created = t0.elapsed();
@@ -476,6 +477,8 @@ impl Seen {
 /// The API server: lists in pages, watches held open until their `timeoutSeconds`.
 async fn serve(mut handle: Handle, objects: Arc<Objects>, counts: Arc<Counts>) {
     const LIST_RV: &str = "900000";
+    // The live watches' resources: the namespace has no Leases, no base carrying a rollout, no Events.
+    let none: Vec<Bytes> = Vec::new();
     while let Some((request, respond)) = handle.next_request().await {
         let path = request.uri().path().to_string();
         let query: BTreeMap<String, String> = request
@@ -487,7 +490,11 @@ async fn serve(mut handle: Handle, objects: Arc<Objects>, counts: Arc<Counts>) {
             .map(|(k, v)| (k.to_string(), v.replace("%2F", "/")))
             .collect();
         let resource = path.rsplit('/').next().unwrap_or_default();
+        let bases = query.get("labelSelector").is_some_and(|s| s.contains("shipdeck.dev/rollout-state"));
         let (items, kind, api_version) = match resource {
+            "deployments" if bases => (&none, "PartialObjectMetadataList", "meta.k8s.io/v1"),
+            "leases" => (&none, "LeaseList", "coordination.k8s.io/v1"),
+            "events" => (&none, "EventList", "events.k8s.io/v1"),
             "deployments" => (&objects.deployments, "DeploymentList", "apps/v1"),
             "pods" => (&objects.pods, "PodList", "v1"),
             "services" => (&objects.services, "ServiceList", "v1"),

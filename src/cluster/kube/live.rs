@@ -116,7 +116,11 @@ impl Mirror<ClusterEvent> {
 
 /// `<user> (pid N) on <host>`: who this process is, as its Leases and Events name it.
 pub fn holder_identity() -> String {
-    format!("{} (pid {}) on {}", crate::config::paths::identity(None), std::process::id(), hostname())
+    static ME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ME.get_or_init(|| {
+        format!("{} (pid {}) on {}", crate::config::paths::identity(None), std::process::id(), hostname())
+    })
+    .clone()
 }
 
 fn hostname() -> String {
