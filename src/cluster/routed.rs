@@ -72,7 +72,7 @@ impl Cluster for EstateCluster {
         let clusters: Vec<Arc<dyn Cluster>> =
             self.by_env.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         let mut all: Vec<ClusterEvent> = clusters.iter().flat_map(|c| c.cluster_events()).collect();
-        all.sort_by(|a, b| a.at.cmp(&b.at));
+        all.sort_by_key(|a| a.at);
         all
     }
 

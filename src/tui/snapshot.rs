@@ -158,7 +158,7 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
     if !cluster_events.is_empty() {
         log.extend(cluster_events.into_iter().map(kube_line));
         // Both were in time order; a stable sort keeps each one's order among equal times.
-        log.sort_by(|a, b| a.at.cmp(&b.at));
+        log.sort_by_key(|a| a.at);
     }
     let flag_served = engine.flag_served(std::time::Duration::from_secs(60)).await;
     let flag_set = engine.flag_set().await;
