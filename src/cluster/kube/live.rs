@@ -331,6 +331,36 @@ mod tests {
         assert_eq!(owner("db-0", &apps), None);
     }
 
+    /// A watch that expired (`410 Gone`) lists again: what the new list lacks is gone, but only
+    /// once the list is whole — meanwhile the old one still shows.
+    #[test]
+    fn a_relist_replaces_what_was_held_once_it_is_whole() {
+        let lease = |name: &str, holder: &str| Lease {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec { holder_identity: Some(holder.into()), ..Default::default() }),
+        };
+        let spec = |l: &Lease| l.spec.clone();
+        let mut m: Mirror<LeaseSpec> = Mirror::default();
+        for e in
+            [watcher::Event::Init, watcher::Event::InitApply(lease("shipdeck-web", "alice")), watcher::Event::InitDone]
+        {
+            m.apply(e, &spec);
+        }
+        m.apply(watcher::Event::Apply(lease("shipdeck-api", "bob")), &spec);
+        assert_eq!(m.now.len(), 2);
+        m.apply(watcher::Event::Init, &spec);
+        m.apply(watcher::Event::InitApply(lease("shipdeck-api", "carol")), &spec);
+        assert_eq!(m.now["shipdeck-web"].holder_identity.as_deref(), Some("alice"), "still shown while relisting");
+        m.apply(watcher::Event::InitDone, &spec);
+        assert_eq!(m.now.keys().collect::<Vec<_>>(), ["shipdeck-api"]);
+        assert_eq!(m.now["shipdeck-api"].holder_identity.as_deref(), Some("carol"));
+        m.apply(watcher::Event::Delete(lease("shipdeck-api", "carol")), &spec);
+        assert!(m.now.is_empty());
+    }
+
     #[test]
     fn only_the_newest_events_are_kept() {
         let mut m: Mirror<ClusterEvent> = Mirror::default();
