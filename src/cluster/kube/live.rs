@@ -50,8 +50,8 @@ pub struct Live {
     rollouts: Mutex<Mirror<Release>>,
     /// Events by Event name.
     events: Mutex<Mirror<ClusterEvent>>,
-    /// The last error of each live watch, cleared when it recovers.
-    errors: Mutex<BTreeMap<&'static str, String>>,
+    /// The last error of each live watch and since when, cleared when it recovers.
+    errors: Mutex<BTreeMap<&'static str, (DateTime<Utc>, String)>>,
     /// Leases or rollouts changed.
     changed: tokio::sync::Notify,
 }
@@ -221,12 +221,11 @@ impl KubeCluster {
     pub(super) fn live_events(&self) -> Vec<ClusterEvent> {
         let mut out: Vec<ClusterEvent> =
             self.live.events.lock().unwrap_or_else(|e| e.into_inner()).now.values().cloned().collect();
-        out.sort_by(|a, b| (a.at, &a.object, &a.reason).cmp(&(b.at, &b.object, &b.reason)));
         let errors = self.live.errors.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = self.apps.keys().next() {
-            for message in errors.values() {
+            for (since, message) in errors.values() {
                 out.push(ClusterEvent {
-                    at: Utc::now(),
+                    at: *since,
                     target: t.clone(),
                     warning: true,
                     reason: "WatchFailed".into(),
@@ -236,6 +235,7 @@ impl KubeCluster {
                 });
             }
         }
+        out.sort_by(|a, b| (a.at, &a.object, &a.reason).cmp(&(b.at, &b.object, &b.reason)));
         out
     }
 
@@ -299,7 +299,11 @@ where
                 Err(e) => {
                     let message = watch_error(&c, resource, &e);
                     tracing::warn!("{message}");
-                    c.live.errors.lock().unwrap_or_else(|e| e.into_inner()).insert(resource, message);
+                    let mut errors = c.live.errors.lock().unwrap_or_else(|e| e.into_inner());
+                    // The same failure again keeps its time: the line does not move every retry.
+                    if errors.get(resource).is_none_or(|(_, m)| *m != message) {
+                        errors.insert(resource, (Utc::now(), message));
+                    }
                 }
             }
         }

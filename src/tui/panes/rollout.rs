@@ -231,7 +231,6 @@ fn countdown(step: &Step, rec: Option<&StepRecord>, now: DateTime<Utc>) -> Optio
     Some(total.saturating_sub(spent))
 }
 
-/// What the timed steps still need; None when a step waits for a person.
 /// Who holds the app's lease: `⚿ driven elsewhere, by alice (pid 4711) on host-x (followed live)`.
 fn lease_line(app: &App, d: &crate::cluster::Driver, r: &Release, now: DateTime<Utc>) -> Line<'static> {
     let t = &app.theme;
@@ -250,6 +249,7 @@ fn lease_line(app: &App, d: &crate::cluster::Driver, r: &Release, now: DateTime<
     Line::styled(text, t.style(role))
 }
 
+/// What the timed steps still need; None when a step waits for a person.
 fn eta(r: &Release, steps: &[StepRecord], now: DateTime<Utc>) -> Option<u64> {
     if !r.status.is_active() {
         return None;
