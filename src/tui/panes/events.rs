@@ -1,4 +1,5 @@
-//! The audit log and the engine's events, newest at the bottom, filterable with `/`.
+//! The audit log, the engine's events and, for Kubernetes environments, the cluster's Events
+//! about the apps' objects (`k8s`), newest at the bottom, filterable with `/`.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
