@@ -445,7 +445,13 @@ impl Host {
         } else {
             let routed = Arc::new(EstateCluster::new(cluster.clone(), by_env));
             let connector = Box::new(crate::cluster::kube::switch::KubeconfigConnector);
-            let switcher = crate::cluster::kube::switch::Switcher::new(estate.clone(), routed.clone(), connector);
+            // Argo Rollouts where the namespaces have them (a 404 stops a watch quietly).
+            let argo = Arc::new(crate::cluster::kube::argo_watch::ArgoWatches::default());
+            for (env, k) in &kube {
+                argo.watch(env, k.client(), k.namespace());
+            }
+            let switcher =
+                crate::cluster::kube::switch::Switcher::new(estate.clone(), routed.clone(), connector).with_argo(argo);
             (routed, Some(Arc::new(switcher)))
         };
         let engine = Engine::new(estate.clone(), engine_cluster, cluster.clone(), store.clone(), readonly);

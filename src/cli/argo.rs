@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{Ctx, EXIT_BACKEND, EXIT_BAD_INPUT, EXIT_OK, confirm, fail};
-use crate::cluster::kube::argo::{ArgoError, ArgoOutcome, ArgoRollout, ArgoRollouts, Revision};
+use crate::cluster::kube::argo::{ArgoAction, ArgoError, ArgoOutcome, ArgoRollout, ArgoRollouts, Revision};
 
 #[derive(Debug, Subcommand)]
 pub enum ArgoCmd {
@@ -73,7 +73,7 @@ pub async fn run(ctx: &Ctx<'_>, cmd: &ArgoCmd) -> i32 {
                 &format!("read-only: `argo {}` would change rollout {}", name(cmd), t.rollout),
             );
         }
-        if let Some(what) = warning(cmd, env)
+        if let Some(what) = action_of(cmd).and_then(|(a, to)| a.warning(&t.rollout, env, to))
             && let Err(why) = confirm(cli, &what)
         {
             return fail(cli, EXIT_BAD_INPUT, &why);
@@ -84,14 +84,10 @@ pub async fn run(ctx: &Ctx<'_>, cmd: &ArgoCmd) -> i32 {
         Err(message) => return fail(cli, EXIT_BACKEND, &message),
     };
     let argo = ArgoRollouts::new(connection.client, &connection.namespace, env);
-    let result = match cmd {
-        ArgoCmd::List { .. } => return list(ctx, &argo, env).await,
-        ArgoCmd::Promote(t) => argo.promote(&t.rollout).await,
-        ArgoCmd::PromoteFull(t) => argo.promote_full(&t.rollout).await,
-        ArgoCmd::Abort(t) => argo.abort(&t.rollout).await,
-        ArgoCmd::Retry(t) => argo.retry(&t.rollout).await,
-        ArgoCmd::Undo { target, to_revision } => argo.undo(&target.rollout, *to_revision).await,
+    let (Some(t), Some((what, to_revision))) = (action, action_of(cmd)) else {
+        return list(ctx, &argo, env).await;
     };
+    let result = argo.act(what, &t.rollout, to_revision).await;
     match result {
         Ok(outcome) => {
             report(ctx, env, argo.namespace(), &outcome);
@@ -112,22 +108,16 @@ fn name(cmd: &ArgoCmd) -> &'static str {
     }
 }
 
-/// What a confirmation must say for the destructive actions.
-fn warning(cmd: &ArgoCmd, env: &str) -> Option<String> {
-    match cmd {
-        ArgoCmd::PromoteFull(t) => Some(format!(
-            "fully promote rollout {} in {env}, skipping every remaining step, pause and analysis",
-            t.rollout
-        )),
-        ArgoCmd::Abort(t) => {
-            Some(format!("abort rollout {} in {env}: all traffic goes back to the stable ReplicaSet now", t.rollout))
-        }
-        ArgoCmd::Undo { target, to_revision } => {
-            let to = to_revision.map_or("the previous revision".to_string(), |n| format!("revision {n}"));
-            Some(format!("roll rollout {} in {env} back to the pod template of {to}", target.rollout))
-        }
-        ArgoCmd::List { .. } | ArgoCmd::Promote(_) | ArgoCmd::Retry(_) => None,
-    }
+/// The action a command asks for (none for list), with undo's revision.
+fn action_of(cmd: &ArgoCmd) -> Option<(ArgoAction, Option<u64>)> {
+    Some(match cmd {
+        ArgoCmd::List { .. } => return None,
+        ArgoCmd::Promote(_) => (ArgoAction::Promote, None),
+        ArgoCmd::PromoteFull(_) => (ArgoAction::PromoteFull, None),
+        ArgoCmd::Abort(_) => (ArgoAction::Abort, None),
+        ArgoCmd::Retry(_) => (ArgoAction::Retry, None),
+        ArgoCmd::Undo { to_revision, .. } => (ArgoAction::Undo, *to_revision),
+    })
 }
 
 fn failed(ctx: &Ctx<'_>, e: &ArgoError) -> i32 {

@@ -42,6 +42,9 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::SwitchKubernetes { env, context, namespace } => {
             switch_kubernetes(inner, actor, &env, context, namespace).await
         }
+        Command::Argo { env, rollout, action, to_revision } => {
+            argo_action(inner, actor, &env, &rollout, action, to_revision).await
+        }
         c @ (Command::CreateEmergency { .. } | Command::ApproveEmergency { .. } | Command::ExecuteEmergency { .. }) => {
             let o = super::emergency::execute(inner, actor, c).await?;
             Ok(Outcome { message: o.message, release: None, running: o.running })
@@ -738,4 +741,49 @@ async fn switch_kubernetes(
     let message = format!("{env} now shows {detail}");
     inner.emit(super::Event::Note { release_id: None, message: message.clone() });
     Ok(Outcome { message, release: None, running: false })
+}
+
+/// An Argo Rollouts action, through the same requests `shipdeck argo …` sends; audited and
+/// told as an event whether it worked or not.
+async fn argo_action(
+    inner: &Inner,
+    actor: &str,
+    env: &str,
+    rollout: &str,
+    action: crate::cluster::kube::argo::ArgoAction,
+    to_revision: Option<u64>,
+) -> Result<Outcome, EngineError> {
+    use crate::cluster::kube::argo::ArgoError;
+    let Some(environment) = inner.estate.env(env) else {
+        return Err(EngineError::BadInput(format!("unknown environment `{env}`")));
+    };
+    if environment.cluster.kubernetes().is_none() {
+        return Err(EngineError::BadInput(format!(
+            "{env} runs on the local cluster; Argo Rollouts live in a Kubernetes environment's namespace"
+        )));
+    }
+    let watch = inner.kube.get().and_then(|k| k.argo()).and_then(|a| a.get(env)).ok_or_else(|| {
+        EngineError::Backend(format!(
+            "{env}: shipdeck is not connected to its Kubernetes cluster (see the log for why); restart shipdeck \
+             once the cluster answers"
+        ))
+    })?;
+    let verb = format!("argo {}", action.name());
+    let target = format!("{env}/{rollout}");
+    match watch.actions().act(action, rollout, to_revision).await {
+        Ok(o) => {
+            inner.audit(actor, &verb, &target, &o.message);
+            inner.emit(Event::Note { release_id: None, message: format!("{env}: {}", o.message) });
+            Ok(Outcome { message: o.message, release: None, running: false })
+        }
+        Err(e) => {
+            let message = format!("{verb} {rollout} in {env} failed: {e}");
+            inner.audit(actor, &verb, &target, &format!("failed: {e}"));
+            inner.emit(Event::Note { release_id: None, message: message.clone() });
+            Err(match e {
+                ArgoError::BadInput(_) => EngineError::BadInput(message),
+                ArgoError::Api(_) => EngineError::Backend(message),
+            })
+        }
+    }
 }

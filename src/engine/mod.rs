@@ -141,6 +141,15 @@ pub enum Command {
         #[serde(default)]
         namespace: Option<String>,
     },
+    /// Act on an Argo Rollouts `Rollout` of a Kubernetes environment as `kubectl argo rollouts`
+    /// does (promote, promote-full, abort, retry, undo [to a revision]).
+    Argo {
+        env: String,
+        rollout: String,
+        action: crate::cluster::kube::argo::ArgoAction,
+        #[serde(default)]
+        to_revision: Option<u64>,
+    },
 }
 
 impl Command {
@@ -172,6 +181,13 @@ impl Command {
             Command::ApproveEmergency { .. } => "emergency approve",
             Command::ExecuteEmergency { .. } => "emergency execute",
             Command::SwitchKubernetes { .. } => "kubernetes switch",
+            Command::Argo { action, .. } => match action {
+                crate::cluster::kube::argo::ArgoAction::Promote => "argo promote",
+                crate::cluster::kube::argo::ArgoAction::PromoteFull => "argo promote-full",
+                crate::cluster::kube::argo::ArgoAction::Abort => "argo abort",
+                crate::cluster::kube::argo::ArgoAction::Retry => "argo retry",
+                crate::cluster::kube::argo::ArgoAction::Undo => "argo undo",
+            },
         }
     }
 }
@@ -361,6 +377,19 @@ impl Engine {
         self.inner.kube.get().map(|k| k.places()).unwrap_or_default()
     }
 
+    /// What each Kubernetes environment's Argo Rollouts watch shows now (none without one).
+    pub fn argo_views(&self) -> BTreeMap<String, crate::cluster::kube::argo_watch::ArgoView> {
+        self.inner.kube.get().and_then(|k| k.argo()).map(|a| a.views()).unwrap_or_default()
+    }
+
+    /// Receivers that change when something the console shows changed outside the engine: an
+    /// Argo Rollouts watch's view, the flag store's watched flags.
+    pub fn news(&self) -> Vec<tokio::sync::watch::Receiver<u64>> {
+        let argo = self.inner.kube.get().and_then(|k| k.argo()).map(|a| a.changes());
+        let flags = self.inner.flags.get().and_then(|f| f.changes());
+        argo.into_iter().chain(flags).collect()
+    }
+
     /// The kubeconfig's contexts (empty when no environment runs on Kubernetes).
     pub fn kube_contexts(&self) -> Vec<String> {
         self.inner.kube.get().map(|k| k.contexts()).unwrap_or_default()
@@ -397,6 +426,12 @@ impl Engine {
     /// it cannot be read; a store in a cluster may answer from its read of a few seconds ago).
     pub async fn flag_set(&self) -> Option<crate::flags::FlagSet> {
         self.inner.flags.get()?.current().await.ok()
+    }
+
+    /// The flag document as [`Engine::flag_set`] gives it, or in words why it cannot be shown
+    /// (`None` without a flag store).
+    pub async fn flag_current(&self) -> Option<Result<crate::flags::FlagSet, String>> {
+        Some(self.inner.flags.get()?.current().await.map_err(|e| e.to_string()))
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

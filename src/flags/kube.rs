@@ -7,15 +7,24 @@
 //! the resource meanwhile — the same compare-and-swap the file store does with the file's text.
 //! A 409 is the store's [`FlagError::Conflict`]; nothing is retried, nothing else is written.
 //! Read and written as a kube `DynamicObject`: no operator crate is needed.
+//!
+//! What the console shows comes from a watch of that one resource (field selector
+//! `metadata.name=NAME`, started by the first [`FlagStore::current`]): another writer's change
+//! shows as soon as the API server sends it, a `410 Gone` lists again (kube-runtime's watcher
+//! does), and a deleted resource is said to be deleted. Until the watch has listed, or while it
+//! fails, `current` reads with a GET as before (answering from the last read for 5 s). Loads
+//! and saves always ask the API server: the compare-and-swap is on what they read.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
+use ::kube::runtime::{WatchStreamExt, watcher};
 use ::kube::{Client, Config};
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
@@ -139,6 +148,18 @@ fn under_flag_spec(message: &str) -> String {
     }
 }
 
+/// What the watch of the resource saw last.
+#[derive(Debug, Clone, Default, PartialEq)]
+enum Watched {
+    /// Not listed yet, or the watch fails (then `current` reads with a GET).
+    #[default]
+    Unknown,
+    /// The resource as it is now: its flags, or why flagd could not use them.
+    Present(Result<FlagSet, String>),
+    /// The list found no such resource, or the watch saw it deleted.
+    Deleted,
+}
+
 /// The flags of one FeatureFlag resource.
 pub struct KubeFlagStore {
     api: Api<DynamicObject>,
@@ -147,6 +168,18 @@ pub struct KubeFlagStore {
     context: Option<String>,
     timeout: Duration,
     shown: Mutex<Option<(FlagSet, Instant)>>,
+    watched: Arc<Mutex<Watched>>,
+    watch_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Bumped whenever the watch sees the resource change.
+    news: tokio::sync::watch::Sender<u64>,
+}
+
+impl Drop for KubeFlagStore {
+    fn drop(&mut self) {
+        if let Some(t) = self.watch_task.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
+    }
 }
 
 impl KubeFlagStore {
@@ -159,7 +192,63 @@ impl KubeFlagStore {
             context: None,
             timeout: REQUEST_TIMEOUT,
             shown: Mutex::new(None),
+            watched: Arc::default(),
+            watch_task: Mutex::new(None),
+            news: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Start watching the resource (once): list it by name, then watch it, again after a
+    /// `410 Gone`; failures are tried again with kube-runtime's backoff.
+    pub fn start_watch(&self) {
+        let mut task = self.watch_task.lock().unwrap_or_else(|e| e.into_inner());
+        if task.is_some() {
+            return;
+        }
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
+        let stream = watcher(self.api.clone(), config).default_backoff();
+        let (watched, news) = (self.watched.clone(), self.news.clone());
+        let (resource, name, namespace) = (self.resource(), self.name.clone(), self.namespace.clone());
+        *task = Some(tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            // The objects of a list in progress (a re-list replaces what was seen).
+            let mut listing: Option<Watched> = None;
+            while let Some(item) = stream.next().await {
+                let next = match item {
+                    Ok(watcher::Event::Init) => {
+                        listing = Some(Watched::Deleted);
+                        continue;
+                    }
+                    Ok(watcher::Event::InitApply(o)) => {
+                        listing = Some(Watched::Present(flags_of(&resource, &o)));
+                        continue;
+                    }
+                    Ok(watcher::Event::InitDone) => listing.take().unwrap_or(Watched::Deleted),
+                    Ok(watcher::Event::Apply(o)) => Watched::Present(flags_of(&resource, &o)),
+                    Ok(watcher::Event::Delete(_)) => Watched::Deleted,
+                    Err(e) => {
+                        let action = Action::new("watch", "featureflags", &name);
+                        let said = match &e {
+                            watcher::Error::InitialListFailed(k)
+                            | watcher::Error::WatchStartFailed(k)
+                            | watcher::Error::WatchFailed(k) => describe(&resource, &namespace, action, k).to_string(),
+                            other => other.to_string(),
+                        };
+                        tracing::warn!("{resource}: the watch failed, reading with GET until it recovers: {said}");
+                        Watched::Unknown
+                    }
+                };
+                let changed = {
+                    let mut w = watched.lock().unwrap_or_else(|e| e.into_inner());
+                    let changed = *w != next;
+                    *w = next;
+                    changed
+                };
+                if changed {
+                    news.send_modify(|g| *g = g.wrapping_add(1));
+                }
+            }
+        }));
     }
 
     /// The store `r` names, with the credentials of its kubeconfig context. `kubeconfig`: a
@@ -243,19 +332,7 @@ impl KubeFlagStore {
 
     /// The flags of `object`, checked as any flagd file is; a problem names its path in the resource.
     fn set_of(&self, object: &DynamicObject) -> Result<FlagSet, FlagError> {
-        let bad = |message: String| FlagError::BadResource { resource: self.resource(), message };
-        let spec = match object.data.pointer("/spec/flagSpec") {
-            Some(Value::Object(spec)) => spec,
-            None | Some(Value::Null) => {
-                return Err(bad("has no spec.flagSpec; the flags go under spec.flagSpec.flags".into()));
-            }
-            Some(_) => return Err(bad("spec.flagSpec must be an object".into())),
-        };
-        let doc = document_of(spec);
-        FlagSet::parse(&doc.to_string(), &self.resource()).map_err(|e| match e {
-            FlagError::Invalid { message, .. } => bad(under_flag_spec(&message)),
-            other => other,
-        })
+        set_of(&self.resource(), object)
     }
 
     /// The object as read, which a save writes back with its new flags (so its labels,
@@ -313,6 +390,12 @@ impl FlagStore for KubeFlagStore {
         match tokio::time::timeout(self.timeout, self.api.replace(&self.name, &pp, &object)).await {
             Ok(Ok(saved)) => {
                 self.remember(set);
+                // Shown at once; the watch's own event for this write follows.
+                let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+                if matches!(*w, Watched::Present(_)) {
+                    *w = Watched::Present(Ok(set.clone()));
+                }
+                drop(w);
                 Self::revision_of(&saved)
             }
             Ok(Err(e)) if status(&e) == Some(409) => {
@@ -328,13 +411,54 @@ impl FlagStore for KubeFlagStore {
         }
     }
 
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.news.subscribe())
+    }
+
     async fn current(&self) -> Result<FlagSet, FlagError> {
+        self.start_watch();
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match watched {
+            Watched::Present(Ok(set)) => return Ok(set),
+            Watched::Present(Err(message)) => return Err(FlagError::Refused(message)),
+            Watched::Deleted => {
+                return Err(self.cluster_error(format!(
+                    "deleted from namespace {} (the watch saw it go) — create it again (`kubectl apply -f` a \
+                     FeatureFlag named {} with the flags under spec.flagSpec.flags); until then the flags cannot \
+                     be shown or changed",
+                    self.namespace, self.name
+                )));
+            }
+            Watched::Unknown => {}
+        }
         let shown = self.shown.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match shown {
             Some((set, at)) if at.elapsed() < SHOW_CACHED_FOR => Ok(set),
             _ => Ok(self.load().await?.0),
         }
     }
+}
+
+/// The flags of `object`, checked as any flagd file is; a problem names its path in the resource.
+fn set_of(resource: &str, object: &DynamicObject) -> Result<FlagSet, FlagError> {
+    let bad = |message: String| FlagError::BadResource { resource: resource.to_string(), message };
+    let spec = match object.data.pointer("/spec/flagSpec") {
+        Some(Value::Object(spec)) => spec,
+        None | Some(Value::Null) => {
+            return Err(bad("has no spec.flagSpec; the flags go under spec.flagSpec.flags".into()));
+        }
+        Some(_) => return Err(bad("spec.flagSpec must be an object".into())),
+    };
+    let doc = document_of(spec);
+    FlagSet::parse(&doc.to_string(), resource).map_err(|e| match e {
+        FlagError::Invalid { message, .. } => bad(under_flag_spec(&message)),
+        other => other,
+    })
+}
+
+/// What the watch shows of `object`: its flags, or in words why flagd could not use them.
+fn flags_of(resource: &str, object: &DynamicObject) -> Result<FlagSet, String> {
+    set_of(resource, object).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

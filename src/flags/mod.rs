@@ -83,6 +83,11 @@ pub trait FlagStore: Send + Sync {
     async fn current(&self) -> Result<FlagSet, FlagError> {
         Ok(self.load().await?.0)
     }
+
+    /// Changes whenever the store sees the flags change by itself (a store that watches them).
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 impl dyn FlagStore + '_ {

@@ -77,6 +77,22 @@ pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: O
     let mut input = EventStream::new();
     let (result_tx, mut results) = mpsc::unbounded_channel::<Result<String, String>>();
     let (snap_tx, mut snaps) = mpsc::channel::<Snapshot>(1);
+    // Watches outside the engine (Argo Rollouts, the FeatureFlag) say when what they show
+    // changed, so the console shows it now rather than at the next once-a-second refresh.
+    let (news_tx, mut news) = mpsc::channel::<()>(1);
+    let _news_tasks: Vec<AbortOnDrop> = engine
+        .news()
+        .into_iter()
+        .map(|mut rx| {
+            let tx = news_tx.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    // Full: a reload is already asked for.
+                    let _ = tx.try_send(());
+                }
+            }))
+        })
+        .collect();
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut loading;
@@ -159,6 +175,7 @@ pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: O
                     dirty = true;
                 }
             }
+            Some(()) = news.recv() => reload_wanted = true,
             _ = refresh.tick() => reload_wanted = true,
             _ = tokio::time::sleep_until(next_frame), if dirty => {}
         }
@@ -167,5 +184,13 @@ pub async fn event_loop(terminal: &mut DefaultTerminal, engine: &Engine, opts: O
             loading = true;
             reload_wanted = false;
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

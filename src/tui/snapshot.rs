@@ -95,6 +95,10 @@ pub struct Snapshot {
     pub kube: BTreeMap<String, crate::cluster::kube::switch::KubePlace>,
     /// The kubeconfig's contexts, for `:ctx`.
     pub kube_contexts: Vec<String>,
+    /// Each Kubernetes environment's Argo Rollouts, as its watch shows them.
+    pub argo: BTreeMap<String, crate::cluster::kube::argo_watch::ArgoView>,
+    /// Why the flags cannot be shown (the FeatureFlag was deleted, is unreadable, …).
+    pub flag_problem: Option<String>,
     /// Audit log and engine events, oldest first.
     pub log: Vec<LogLine>,
     pub now: DateTime<Utc>,
@@ -161,7 +165,11 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         log.sort_by_key(|a| a.at);
     }
     let flag_served = engine.flag_served(std::time::Duration::from_secs(60)).await;
-    let flag_set = engine.flag_set().await;
+    let (flag_set, flag_problem) = match engine.flag_current().await {
+        Some(Ok(set)) => (Some(set), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     let flag_detail = match (flag, &flag_set) {
         (Some(key), Some(set)) => FlagDetail {
             key: key.to_string(),
@@ -182,6 +190,8 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         flag_served,
         kube: engine.kube_places(),
         kube_contexts: engine.kube_contexts(),
+        argo: engine.argo_views(),
+        flag_problem,
         log,
         now: Utc::now(),
         ..Snapshot::of_estate(estate)

@@ -80,6 +80,46 @@ pub struct ArgoOutcome {
     pub message: String,
 }
 
+/// What can be done to a Rollout, as the `kubectl argo rollouts` plugin's commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArgoAction {
+    Promote,
+    PromoteFull,
+    Abort,
+    Retry,
+    Undo,
+}
+
+impl ArgoAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            ArgoAction::Promote => "promote",
+            ArgoAction::PromoteFull => "promote-full",
+            ArgoAction::Abort => "abort",
+            ArgoAction::Retry => "retry",
+            ArgoAction::Undo => "undo",
+        }
+    }
+
+    /// What a confirmation must say for the destructive ones (promote-full, abort, undo).
+    pub fn warning(self, rollout: &str, env: &str, to_revision: Option<u64>) -> Option<String> {
+        match self {
+            ArgoAction::PromoteFull => Some(format!(
+                "fully promote rollout {rollout} in {env}, skipping every remaining step, pause and analysis"
+            )),
+            ArgoAction::Abort => {
+                Some(format!("abort rollout {rollout} in {env}: all traffic goes back to the stable ReplicaSet now"))
+            }
+            ArgoAction::Undo => {
+                let to = to_revision.map_or("the previous revision".to_string(), |n| format!("revision {n}"));
+                Some(format!("roll rollout {rollout} in {env} back to the pod template of {to}"))
+            }
+            ArgoAction::Promote | ArgoAction::Retry => None,
+        }
+    }
+}
+
 /// One environment's namespace, as Argo Rollouts sees it.
 pub struct ArgoRollouts {
     client: Client,
@@ -200,6 +240,22 @@ impl ArgoRollouts {
 
     fn outcome(name: &str, action: &str, changed: bool, message: String) -> ArgoOutcome {
         ArgoOutcome { rollout: name.to_string(), action: action.to_string(), changed, message }
+    }
+
+    /// Do `action` to rollout `name` (`to_revision`: undo's target; the previous one when absent).
+    pub async fn act(
+        &self,
+        action: ArgoAction,
+        name: &str,
+        to_revision: Option<u64>,
+    ) -> Result<ArgoOutcome, ArgoError> {
+        match action {
+            ArgoAction::Promote => self.promote(name).await,
+            ArgoAction::PromoteFull => self.promote_full(name).await,
+            ArgoAction::Abort => self.abort(name).await,
+            ArgoAction::Retry => self.retry(name).await,
+            ArgoAction::Undo => self.undo(name, to_revision).await,
+        }
     }
 
     /// `kubectl argo rollouts abort`: back to the stable ReplicaSet at once.

@@ -11,6 +11,7 @@
 
 pub mod argo;
 pub mod argo_info;
+pub mod argo_watch;
 mod connect;
 pub(crate) mod errors;
 pub mod lease;
@@ -125,6 +126,11 @@ impl KubeCluster {
 
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The client this cluster talks through (for the Argo Rollouts watch beside it).
+    pub fn client(&self) -> Client {
+        self.client.clone()
     }
 
     /// The apps this cluster drives.

@@ -13,6 +13,7 @@ use ::kube::Client;
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use async_trait::async_trait;
 
+use super::argo_watch::ArgoWatches;
 use super::{CONNECT_TIMEOUT, KubeCluster};
 use crate::cluster::routed::EstateCluster;
 use crate::config::Estate;
@@ -80,6 +81,8 @@ pub struct Switcher {
     contexts: Mutex<Vec<String>>,
     /// Serializes switches: two at once would race to replace the same environment's cluster.
     switching: tokio::sync::Mutex<()>,
+    /// The environments' Argo Rollouts watches, moved with them (when the console watches them).
+    argo: Option<Arc<ArgoWatches>>,
 }
 
 impl Switcher {
@@ -101,7 +104,19 @@ impl Switcher {
             places: Mutex::new(places),
             contexts: Mutex::new(contexts),
             switching: Default::default(),
+            argo: None,
         }
+    }
+
+    /// Also watch each environment's Argo Rollouts, and move that watch with a switch.
+    pub fn with_argo(mut self, argo: Arc<ArgoWatches>) -> Self {
+        self.argo = Some(argo);
+        self
+    }
+
+    /// The Argo Rollouts watches, when the console has them.
+    pub fn argo(&self) -> Option<&Arc<ArgoWatches>> {
+        self.argo.as_ref()
     }
 
     /// Each Kubernetes environment's context and namespace.
@@ -178,6 +193,9 @@ impl Switcher {
         let cluster = KubeCluster::new(client, &next.namespace, apps);
         cluster.start();
         cluster.start_live();
+        if let Some(argo) = &self.argo {
+            argo.watch(env, cluster.client(), &next.namespace);
+        }
         self.clusters.replace(env, cluster);
         self.places.lock().unwrap_or_else(|e| e.into_inner()).insert(env.to_string(), next.clone());
         Ok(next)

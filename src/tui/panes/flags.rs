@@ -67,6 +67,14 @@ fn draw_list(frame: &mut Frame, app: &App, area: Rect) {
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(t.style(Role::Header)))
         .block(block(t, format!(" Flags — {}{} (flagd format) ", flags.len(), shown(offset, drawn, flags.len()))));
+    if let Some(problem) = &app.snapshot.flag_problem {
+        let text = ratatui::widgets::Paragraph::new(problem.clone())
+            .style(t.style(Role::Error))
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(block(t, " Flags ".into()));
+        frame.render_widget(text, area);
+        return;
+    }
     frame.render_widget(table, area);
 }
 
