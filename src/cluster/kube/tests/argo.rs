@@ -9,35 +9,35 @@ use crate::cluster::kube::argo::{ArgoError, ArgoRollouts};
 use crate::cluster::kube::argo_info::describe_rollout;
 
 const JSON_PATCH: &str = "application/json-patch+json";
-const UID: &str = "0f6c1d3e-rollout-web";
+pub(super) const UID: &str = "0f6c1d3e-rollout-web";
 
 fn argo() -> (ArgoRollouts, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     (ArgoRollouts::new(Client::new(service, NS), NS, "prod"), ApiServer { handle, held: Vec::new() })
 }
 
-fn rollouts() -> String {
+pub(super) fn rollouts() -> String {
     format!("/apis/argoproj.io/v1alpha1/namespaces/{NS}/rollouts")
 }
 
-fn rollout_path(name: &str) -> String {
+pub(super) fn rollout_path(name: &str) -> String {
     format!("{}/{name}", rollouts())
 }
 
-fn status_path(name: &str) -> String {
+pub(super) fn status_path(name: &str) -> String {
     format!("{}/{name}/status", rollouts())
 }
 
-fn replica_sets() -> String {
+pub(super) fn replica_sets() -> String {
     format!("/apis/apps/v1/namespaces/{NS}/replicasets")
 }
 
-fn template(image: &str) -> Value {
+pub(super) fn template(image: &str) -> Value {
     json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}})
 }
 
 /// A canary Rollout of 5 replicas with four steps, at `step`, over stable `aaa` and canary `bbb`.
-fn canary(step: u64, status: Value) -> Value {
+pub(super) fn canary(step: u64, status: Value) -> Value {
     let mut ro = json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
         "metadata": {"name": "web", "namespace": NS, "uid": UID, "generation": 4, "resourceVersion": "90"},
@@ -63,7 +63,7 @@ fn canary(step: u64, status: Value) -> Value {
 }
 
 /// A ReplicaSet of the web Rollout (or of someone else: `owner`).
-fn replica_set(hash: &str, revision: u64, image: &str, available: u64, owner: &str) -> Value {
+pub(super) fn replica_set(hash: &str, revision: u64, image: &str, available: u64, owner: &str) -> Value {
     let mut t = template(image);
     t["metadata"]["labels"]["rollouts-pod-template-hash"] = json!(hash);
     json!({
@@ -80,7 +80,7 @@ fn replica_set(hash: &str, revision: u64, image: &str, available: u64, owner: &s
     })
 }
 
-fn list(items: Vec<Value>) -> Value {
+pub(super) fn list(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "100"}, "items": items})
 }
 

@@ -3,6 +3,7 @@
 //! body before answering it.
 
 mod argo;
+mod argo_watch;
 mod failures;
 mod lease;
 mod more_failures;
