@@ -198,10 +198,26 @@ async fn a_resource_with_a_broken_flag_is_refused_naming_its_path_in_the_resourc
     }
 }
 
+/// Until the watch has listed (its list is held here), the console is shown what was read in
+/// the last 5 s, then it reads again.
 #[tokio::test(start_paused = true)]
-async fn the_console_is_shown_what_was_read_a_moment_ago_then_reads_again() {
+async fn until_the_watch_lists_the_console_is_shown_what_was_read_a_moment_ago_then_reads_again() {
     let (store, mut api) = store();
-    let (shown, ()) = tokio::join!(store.current(), serve_get(&mut api, 200, feature_flag("41", demo_flag_spec())));
+    let first_get = async {
+        let (mut got, mut held) = (false, false);
+        while !got || !held {
+            let x = api.next().await;
+            if x.path == PATH {
+                x.reply(200, feature_flag("41", demo_flag_spec()));
+                got = true;
+                continue;
+            }
+            assert!(!x.is_watch() && x.query.get("fieldSelector").is_some(), "the watch's list: {:?}", x.query);
+            x.hold(&mut api);
+            held = true;
+        }
+    };
+    let (shown, ()) = tokio::join!(store.current(), first_get);
     let first = shown.unwrap();
     tokio::time::advance(SHOW_CACHED_FOR / 2).await;
     assert_eq!(store.current().await.unwrap(), first, "answered without a request");
@@ -210,4 +226,148 @@ async fn the_console_is_shown_what_was_read_a_moment_ago_then_reads_again() {
     theirs["flags"]["dark-mode"]["state"] = json!("DISABLED");
     let (shown, ()) = tokio::join!(store.current(), serve_get(&mut api, 200, feature_flag("43", theirs)));
     assert_ne!(shown.unwrap(), first, "read again: someone else's change shows");
+}
+
+// ---------------------------------------------------------------- the console's watch
+
+const COLLECTION: &str = "/apis/core.openfeature.dev/v1beta1/namespaces/shop/featureflags";
+
+fn dark_mode(default: &str) -> Value {
+    json!({"flags": {"dark-mode": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": default}}})
+}
+
+fn set_of_spec(spec: &Value) -> FlagSet {
+    FlagSet::parse(&document_of(spec.as_object().unwrap()).to_string(), "expected").unwrap()
+}
+
+/// Asserts a request of the watch: the collection, only this resource by name.
+fn assert_by_name(x: &crate::cluster::kube::tests::Exchange) {
+    assert_eq!(x.path, COLLECTION, "{:?}", x.query);
+    assert_eq!(x.query.get("fieldSelector").map(String::as_str), Some("metadata.name=flags"), "{:?}", x.query);
+    assert!(!x.query.contains_key("labelSelector"));
+}
+
+/// The first `current()`: its GET (the watch has not listed yet) and the watch's list, in either
+/// order; returns the watch request that follows, asserted.
+async fn serve_first_current(
+    api: &mut ApiServer,
+    store: &std::sync::Arc<KubeFlagStore>,
+) -> crate::cluster::kube::tests::Exchange {
+    let s = store.clone();
+    let first = tokio::spawn(async move { s.current().await });
+    let (mut got, mut listed) = (false, false);
+    let watch = loop {
+        let x = api.next().await;
+        match (x.path.as_str(), x.is_watch()) {
+            (PATH, false) if !got => {
+                got = true;
+                x.reply(200, feature_flag("41", dark_mode("off")));
+            }
+            (COLLECTION, false) if !listed => {
+                assert_by_name(&x);
+                listed = true;
+                let list = json!({"apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlagList",
+                                  "metadata": {"resourceVersion": "41"}, "items": [feature_flag("41", dark_mode("off"))]});
+                x.reply(200, list);
+            }
+            (COLLECTION, true) => {
+                assert_by_name(&x);
+                assert_eq!(x.query.get("resourceVersion").map(String::as_str), Some("41"), "from the list");
+                break x;
+            }
+            (p, w) => panic!("unexpected request {p} watch={w} {:?}", x.query),
+        }
+    };
+    assert!(got && listed);
+    assert_eq!(first.await.unwrap().unwrap(), set_of_spec(&dark_mode("off")));
+    watch
+}
+
+/// Until `current()` (answered from the watch, no request) satisfies `ok`.
+async fn until_current(
+    store: &KubeFlagStore,
+    news: &mut tokio::sync::watch::Receiver<u64>,
+    ok: impl Fn(&Result<FlagSet, FlagError>) -> bool,
+) -> Result<FlagSet, FlagError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = store.current().await;
+        if ok(&now) {
+            return now;
+        }
+        assert!(tokio::time::timeout_at(deadline, news.changed()).await.is_ok(), "never got there: {now:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_console_watches_the_one_feature_flag_and_shows_another_writers_change_and_a_deletion() {
+    let (store, mut api) = store();
+    let store = std::sync::Arc::new(store);
+    let mut news = store.changes().expect("a store that watches says when it changed");
+    let watch = serve_first_current(&mut api, &store).await;
+
+    // Someone else turns dark mode on: the watch brings it, and the console's read asks nothing.
+    let mut changed = feature_flag("42", dark_mode("on"));
+    changed["metadata"]["resourceVersion"] = json!("42");
+    watch.stream(&[json!({"type": "MODIFIED", "object": changed})]);
+    let on = set_of_spec(&dark_mode("on"));
+    let _ = until_current(&store, &mut news, |c| c.as_ref().ok() == Some(&on)).await;
+    // The stream ended: watched again from the last version seen.
+    let x = api.next().await;
+    assert_by_name(&x);
+    assert!(x.is_watch());
+    assert_eq!(x.query.get("resourceVersion").map(String::as_str), Some("42"));
+
+    // It is deleted: the console says so (and how to make it again).
+    x.stream(&[json!({"type": "DELETED", "object": feature_flag("43", dark_mode("on"))})]);
+    let gone = until_current(&store, &mut news, |c| c.is_err()).await.unwrap_err();
+    let said = gone.to_string();
+    assert!(
+        said.contains("FeatureFlag shop/flags") && said.contains("deleted") && said.contains("create it"),
+        "{said}"
+    );
+    let x = api.next().await;
+    assert!(x.is_watch());
+    x.hold(&mut api);
+    api.expect_silence().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_watch_of_the_feature_flag_lists_it_again_by_name() {
+    let (store, mut api) = store();
+    let store = std::sync::Arc::new(store);
+    let mut news = store.changes().unwrap();
+    let watch = serve_first_current(&mut api, &store).await;
+    watch.stream(&[json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version: 41")})]);
+    let x = api.next().await;
+    assert_by_name(&x);
+    assert!(!x.is_watch(), "410 Gone: a list again");
+    let list = json!({"apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlagList",
+                      "metadata": {"resourceVersion": "50"}, "items": [feature_flag("50", dark_mode("on"))]});
+    x.reply(200, list);
+    let on = set_of_spec(&dark_mode("on"));
+    let _ = until_current(&store, &mut news, |c| c.as_ref().ok() == Some(&on)).await;
+    let x = api.next().await;
+    assert!(x.is_watch());
+    assert_eq!(x.query.get("resourceVersion").map(String::as_str), Some("50"));
+    x.hold(&mut api);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_save_still_writes_with_the_resource_version_it_read_while_the_watch_runs() {
+    let (store, mut api) = store();
+    let store = std::sync::Arc::new(store);
+    let watch = serve_first_current(&mut api, &store).await;
+    watch.hold(&mut api);
+    let server = serve_get(&mut api, 200, feature_flag("41", dark_mode("off")));
+    let (loaded, ()) = tokio::join!(store.load(), server);
+    let (mut set, rev) = loaded.unwrap();
+    set.set_enabled("dark-mode", false).unwrap();
+    let server = async {
+        let x = api.expect("PUT", PATH).await;
+        assert_eq!(x.body["metadata"]["resourceVersion"], json!("41"), "compare-and-swap on what was read");
+        x.reply(409, status(409, "Conflict", "the object has been modified"));
+    };
+    let (saved, ()) = tokio::join!(store.save(&set, &rev), server);
+    assert!(matches!(saved, Err(FlagError::Conflict { .. })), "{saved:?}");
 }
