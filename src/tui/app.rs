@@ -21,11 +21,12 @@ pub enum Pane {
     Flags,
     Emergency,
     Events,
+    Argo,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 6] =
-        [Pane::Environments, Pane::Rollout, Pane::Analysis, Pane::Flags, Pane::Emergency, Pane::Events];
+    pub const ALL: [Pane; 7] =
+        [Pane::Environments, Pane::Rollout, Pane::Analysis, Pane::Flags, Pane::Emergency, Pane::Events, Pane::Argo];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +36,7 @@ impl Pane {
             Pane::Flags => "flags",
             Pane::Emergency => "emergency",
             Pane::Events => "events",
+            Pane::Argo => "argo",
         }
     }
 
@@ -46,6 +48,7 @@ impl Pane {
             Pane::Flags => "Flags",
             Pane::Emergency => "Emergency",
             Pane::Events => "Events",
+            Pane::Argo => "Argo Rollouts",
         }
     }
 
@@ -54,6 +57,9 @@ impl Pane {
         match self {
             Pane::Environments => "Envs",
             Pane::Analysis => "Analysis",
+            // Seven panes fit 80 columns.
+            Pane::Emergency => "Emerg",
+            Pane::Argo => "Argo",
             other => other.title(),
         }
     }
@@ -66,6 +72,7 @@ impl Pane {
             Pane::Flags => Context::Flags,
             Pane::Emergency => Context::Emergency,
             Pane::Events => Context::Events,
+            Pane::Argo => Context::Argo,
         }
     }
 
@@ -133,6 +140,8 @@ pub struct App {
     pub wizard: Option<super::wizard::Wizard>,
     /// The emergency under the cursor in the Emergency pane's list.
     pub sel_emergency: usize,
+    /// The Argo Rollout under the cursor in the Argo Rollouts pane (of the selected environment).
+    pub sel_argo: usize,
     /// Commands an engine event calls for (the wizard's execution once approved), for the
     /// event loop to send.
     pub pending: Vec<Effect>,
@@ -161,6 +170,7 @@ impl App {
             flag_progress: Default::default(),
             wizard: None,
             sel_emergency: 0,
+            sel_argo: 0,
             pending: Vec::new(),
         };
         if readonly {
@@ -189,6 +199,15 @@ impl App {
     pub fn visible_apps(&self) -> Vec<String> {
         let f = self.filter_on(Pane::Environments).to_lowercase();
         self.snapshot.apps.iter().filter(|a| f.is_empty() || a.to_lowercase().contains(&f)).cloned().collect()
+    }
+
+    /// The selected environment's Argo Rollouts that pass the Argo pane's filter.
+    pub fn visible_rollouts(&self) -> Vec<&crate::cluster::kube::argo::ArgoRollout> {
+        let f = self.filter_on(Pane::Argo).to_lowercase();
+        let Some(view) = self.snapshot.envs.get(self.sel_env).and_then(|e| self.snapshot.argo.get(e)) else {
+            return Vec::new();
+        };
+        view.rollouts.iter().filter(|r| f.is_empty() || r.name.to_lowercase().contains(&f)).collect()
     }
 
     pub fn visible_flags(&self) -> Vec<&crate::flags::FlagView> {
@@ -264,6 +283,7 @@ impl App {
         self.sel_app = self.sel_app.min(self.visible_apps().len().saturating_sub(1));
         self.sel_env = self.sel_env.min(self.snapshot.envs.len().saturating_sub(1));
         self.sel_flag = self.sel_flag.min(self.visible_flags().len().saturating_sub(1));
+        self.sel_argo = self.sel_argo.min(self.visible_rollouts().len().saturating_sub(1));
     }
 
     /// Keep a readable line of an engine event for the Events pane.
@@ -480,6 +500,7 @@ impl App {
             Pane::Environments => self.visible_apps().len(),
             Pane::Flags => self.visible_flags().len(),
             Pane::Emergency => self.snapshot.emergencies.len(),
+            Pane::Argo => self.visible_rollouts().len(),
             _ => 0,
         };
         let selected = self.selected_target();
@@ -504,8 +525,14 @@ impl App {
             Action::PaneFlags => self.pane = Pane::Flags,
             Action::PaneEmergency => self.pane = Pane::Emergency,
             Action::PaneEvents => self.pane = Pane::Events,
+            Action::PaneArgo => self.pane = Pane::Argo,
             Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Top | Action::Bottom => {
                 self.move_cursor(action, rows)
+            }
+            Action::Resume | Action::ResumeFull | Action::Abort | Action::Retry | Action::Rollback
+                if self.pane == Pane::Argo =>
+            {
+                return self.argo_action(action);
             }
             Action::Left => self.sel_env = self.sel_env.saturating_sub(1),
             Action::Right => self.sel_env = (self.sel_env + 1).min(self.snapshot.envs.len().saturating_sub(1)),
@@ -582,6 +609,7 @@ impl App {
             Pane::Environments => &mut self.sel_app,
             Pane::Flags => &mut self.sel_flag,
             Pane::Emergency => &mut self.sel_emergency,
+            Pane::Argo => &mut self.sel_argo,
             Pane::Events => {
                 self.events_scroll = match action {
                     Action::Up => self.events_scroll + 1,
@@ -676,6 +704,35 @@ impl App {
             }
         };
         self.request(command, confirm)
+    }
+
+    /// promote (resume), promote --full, abort, retry or undo (rollback) of the Argo Rollout under
+    /// the cursor, through the engine; the destructive ones ask first, naming the rollout.
+    fn argo_action(&mut self, action: Action) -> Vec<Effect> {
+        use crate::cluster::kube::argo::ArgoAction;
+        let Some(env) = self.snapshot.envs.get(self.sel_env).cloned() else { return Vec::new() };
+        let Some(rollout) = self.visible_rollouts().get(self.sel_argo).map(|r| r.name.clone()) else {
+            let why = if self.snapshot.argo.contains_key(&env) {
+                format!("no Argo Rollout is selected in {env}")
+            } else {
+                format!("{env} has no Argo Rollouts watch: ←/→ selects a Kubernetes environment")
+            };
+            self.message = Some((why, Tone::Error));
+            return Vec::new();
+        };
+        let what = match action {
+            Action::Resume => ArgoAction::Promote,
+            Action::ResumeFull => ArgoAction::PromoteFull,
+            Action::Abort => ArgoAction::Abort,
+            Action::Retry => ArgoAction::Retry,
+            _ => ArgoAction::Undo,
+        };
+        let confirm = what.warning(&rollout, &env, None).map(|w| {
+            let mut chars = w.chars();
+            let first = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+            format!("{first}{}.", chars.as_str())
+        });
+        self.request(Command::Argo { env, rollout, action: what, to_revision: None }, confirm)
     }
 
     fn snapshot_env_promotions(&self, env: &str) -> Vec<String> {

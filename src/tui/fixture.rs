@@ -225,7 +225,82 @@ pub fn fixture() -> Snapshot {
         ..Snapshot::of_estate(&estate)
     };
     snap.emergency_report = Some(EmergencyReport::of(&snap.emergencies));
+    snap.argo.insert("prod".into(), argo_view());
     snap
+}
+
+/// Three Argo Rollouts as prod's watch would show them: a canary paused at its second step with
+/// its analysis running, a healthy blue-green, an aborted canary.
+pub fn argo_view() -> crate::cluster::kube::argo_watch::ArgoView {
+    use crate::cluster::kube::argo::{Analysis, ArgoRollout, Replicas, Revision, Step};
+    use crate::cluster::kube::argo_watch::{ArgoStatus, ArgoView};
+    let revision = |hash: &str, n: u64, image: &str, replicas: u32| Revision {
+        pod_template_hash: hash.into(),
+        revision: Some(n),
+        images: vec![format!("registry.local/shop/{image}")],
+        replicas,
+        available: replicas,
+    };
+    let replicas =
+        |desired, updated| Replicas { desired, current: desired, updated, ready: desired, available: desired };
+    let rollouts = vec![
+        ArgoRollout {
+            name: "cart".into(),
+            strategy: Some("canary".into()),
+            phase: "Degraded".into(),
+            message: "RolloutAborted: Rollout aborted update to revision 8".into(),
+            step: Some(Step { index: 0, total: 4 }),
+            set_weight: Some(0),
+            actual_weight: Some(0),
+            stable: Some(revision("6d4f9b", 7, "cart:2.3.1", 4)),
+            canary: Some(revision("77c1aa", 8, "cart:2.4.0", 0)),
+            analysis: vec![Analysis {
+                kind: "step".into(),
+                name: "cart-77c1aa-8-1".into(),
+                phase: "Failed".into(),
+                message: "metric \"error-rate\" assessed Failed".into(),
+            }],
+            aborted: true,
+            paused: false,
+            replicas: replicas(4, 0),
+        },
+        ArgoRollout {
+            name: "storefront".into(),
+            strategy: Some("canary".into()),
+            phase: "Paused".into(),
+            message: "CanaryPauseStep".into(),
+            step: Some(Step { index: 1, total: 4 }),
+            set_weight: Some(20),
+            actual_weight: Some(16),
+            stable: Some(revision("5b8c7d", 11, "storefront:1.8.0", 5)),
+            canary: Some(revision("9f2e41", 12, "storefront:1.9.0", 1)),
+            analysis: vec![Analysis {
+                kind: "background".into(),
+                name: "storefront-9f2e41-12".into(),
+                phase: "Running".into(),
+                message: String::new(),
+            }],
+            aborted: false,
+            paused: true,
+            replicas: replicas(6, 1),
+        },
+        ArgoRollout {
+            name: "web".into(),
+            strategy: Some("blueGreen".into()),
+            phase: "Healthy".into(),
+            message: String::new(),
+            step: None,
+            set_weight: None,
+            actual_weight: None,
+            stable: Some(revision("3a9d02", 5, "web:3.1.0", 3)),
+            canary: None,
+            analysis: Vec::new(),
+            aborted: false,
+            paused: false,
+            replicas: replicas(3, 3),
+        },
+    ];
+    ArgoView { namespace: "shop".into(), status: ArgoStatus::Watching, rollouts, problem: None }
 }
 
 /// The console over [`fixture`] with `keymap`, checkout in prod selected, on the environments

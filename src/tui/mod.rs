@@ -15,6 +15,8 @@ pub mod view;
 pub mod wizard;
 
 #[cfg(test)]
+mod argo_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod wizard_tests;

@@ -38,6 +38,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Pane::Flags => panes::flags::draw(frame, app, body),
         Pane::Emergency => panes::emergency::draw(frame, app, body),
         Pane::Events => panes::events::draw(frame, app, body),
+        Pane::Argo => panes::argo::draw(frame, app, body),
     }
     draw_message(frame, app, message);
     draw_footer(frame, app, footer);
@@ -141,7 +142,7 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
         }
         seen.push(b.action);
         let key = b.keys.first().map(|k| k.to_string()).unwrap_or_default();
-        let label = short(b.action);
+        let label = if ctx == Context::Argo { argo_short(b.action) } else { short(b.action) };
         let len = key.chars().count() + label.chars().count() + 3;
         if width + len > area.width as usize {
             break;
@@ -172,6 +173,7 @@ fn footer_skips(a: Action, ctx: Context) -> bool {
                 | PaneFlags
                 | PaneEmergency
                 | PaneEvents
+                | PaneArgo
                 | PrevPane
                 | Refresh
         )
@@ -208,6 +210,16 @@ fn short(a: Action) -> &'static str {
         NewEmergency => "new hotfix",
         Mark => "mark",
         other => other.describe(),
+    }
+}
+
+/// In the Argo Rollouts pane the release keys are the `kubectl argo rollouts` commands.
+fn argo_short(a: Action) -> &'static str {
+    match a {
+        Action::Resume => "promote",
+        Action::ResumeFull => "promote --full",
+        Action::Rollback => "undo",
+        other => short(other),
     }
 }
 

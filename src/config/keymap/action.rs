@@ -51,11 +51,12 @@ pub enum Action {
     NewEmergency,
     Mark,
     Refresh,
+    PaneArgo,
 }
 
 /// Every action with its file name and default description, in declaration order (a test keeps
 /// it so, because [`Action::info`] indexes it by discriminant).
-pub(super) const ACTIONS: [(Action, &str, &str); 43] = [
+pub(super) const ACTIONS: [(Action, &str, &str); 44] = [
     (Action::Quit, "quit", "Quit"),
     (Action::Help, "help", "Show the keys that work here"),
     (Action::Palette, "palette", "Open the command palette"),
@@ -99,6 +100,7 @@ pub(super) const ACTIONS: [(Action, &str, &str); 43] = [
     (Action::NewEmergency, "new_emergency", "Start the emergency hotfix wizard"),
     (Action::Mark, "mark", "Mark or unmark the item under the cursor"),
     (Action::Refresh, "refresh", "Refresh now"),
+    (Action::PaneArgo, "pane_argo", "Argo Rollouts pane"),
 ];
 
 impl Action {
@@ -149,6 +151,8 @@ pub enum Context {
     Flags,
     Emergency,
     Events,
+    /// The Argo Rollouts pane.
+    Argo,
     /// A confirmation dialog: `select` confirms, `back` cancels.
     Dialog,
     /// The palette and filter line: `select`, `back`, and `up`/`down` for history.
@@ -156,7 +160,7 @@ pub enum Context {
 }
 
 impl Context {
-    pub const ALL: [Context; 9] = [
+    pub const ALL: [Context; 10] = [
         Context::Global,
         Context::Environments,
         Context::Rollout,
@@ -164,6 +168,7 @@ impl Context {
         Context::Flags,
         Context::Emergency,
         Context::Events,
+        Context::Argo,
         Context::Dialog,
         Context::Input,
     ];
@@ -178,6 +183,7 @@ impl Context {
             Context::Flags => "flags",
             Context::Emergency => "emergency",
             Context::Events => "events",
+            Context::Argo => "argo",
             Context::Dialog => "dialog",
             Context::Input => "input",
         }

@@ -82,12 +82,17 @@ fn required() -> Vec<(Context, Action)> {
         Context::Flags,
         Context::Emergency,
         Context::Events,
+        Context::Argo,
     ];
     let mut out = Vec::new();
     for action in Action::all() {
         use Action::*;
         match action {
-            Pause | Resume | ResumeFull | Abort | Rollback | Retry | Restart => out.push((Context::Rollout, action)),
+            Pause | Restart => out.push((Context::Rollout, action)),
+            // In the Argo pane: promote, promote --full, abort, retry, undo.
+            Resume | ResumeFull | Abort | Rollback | Retry => {
+                out.extend([Context::Rollout, Context::Argo].map(|c| (c, action)))
+            }
             Promote | Approve | Deploy => out.push((Context::Environments, action)),
             ToggleFlag | FlagPercentUp | FlagPercentDown | FlagRollout | FlagExperiment | FlagTarget | FlagWeights
             | FlagEval => out.push((Context::Flags, action)),

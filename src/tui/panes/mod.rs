@@ -1,6 +1,7 @@
 //! One module per pane. Each draws from the [`App`](super::app::App) alone.
 
 pub mod analysis;
+pub mod argo;
 pub mod emergency;
 pub mod environments;
 pub mod events;
