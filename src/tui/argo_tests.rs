@@ -166,3 +166,18 @@ fn the_filter_narrows_the_rollouts_and_the_keys_act_on_what_is_shown() {
     assert_eq!(a.visible_rollouts().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["web"]);
     assert_eq!(a.on_key(key('p')), [argo("web", ArgoAction::Promote)]);
 }
+
+/// The watched FeatureFlag is gone: the Flags pane says so instead of a list of stale flags.
+#[test]
+fn a_deleted_feature_flag_is_said_in_the_flags_pane() {
+    let mut a = app();
+    a.pane = Pane::Flags;
+    a.snapshot.flags.clear();
+    a.snapshot.flag_set = None;
+    a.snapshot.flag_problem =
+        Some("FeatureFlag shop/flags: deleted from namespace shop (the watch saw it go) — create it again".into());
+    let term = screen(&a, 160, 48);
+    let all = text(&term);
+    assert!(all.contains("FeatureFlag shop/flags: deleted from namespace shop"), "{all}");
+    assert_eq!(fg_at(&term, "FeatureFlag shop/flags: deleted"), a.theme.style(Role::Error).fg);
+}

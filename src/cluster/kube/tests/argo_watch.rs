@@ -223,6 +223,19 @@ async fn hold_the_watch(api: &mut ApiServer) {
     x.hold(api);
 }
 
+/// The console reloads when the watch's view changes: the engine hands it a receiver that does.
+#[tokio::test(start_paused = true)]
+async fn the_engine_tells_the_console_when_an_argo_view_changed_and_gives_the_views() {
+    let (engine, _store, mut api) = engine(false);
+    let mut news = engine.news();
+    assert_eq!(news.len(), 1, "the Argo watches (no flag store here)");
+    let mut rx = news.remove(0);
+    rx.mark_unchanged();
+    api.expect("GET", &rollouts()).await.reply(404, status(404, "NotFound", "not found"));
+    assert!(tokio::time::timeout(Duration::from_secs(5), rx.changed()).await.is_ok(), "no news of the change");
+    assert_eq!(engine.argo_views().get("prod").map(|v| v.status.clone()), Some(ArgoStatus::NotInstalled));
+}
+
 #[tokio::test(start_paused = true)]
 async fn console_abort_goes_through_the_engine_to_the_plugins_status_patch_and_is_audited() {
     let (engine, store, mut api) = engine(false);
