@@ -212,7 +212,7 @@ async fn until_the_watch_lists_the_console_is_shown_what_was_read_a_moment_ago_t
                 got = true;
                 continue;
             }
-            assert!(!x.is_watch() && x.query.get("fieldSelector").is_some(), "the watch's list: {:?}", x.query);
+            assert!(!x.is_watch() && x.query.contains_key("fieldSelector"), "the watch's list: {:?}", x.query);
             x.hold(&mut api);
             held = true;
         }
