@@ -227,15 +227,26 @@ impl KubeFlagStore {
                     Ok(watcher::Event::Apply(o)) => Watched::Present(flags_of(&resource, &o)),
                     Ok(watcher::Event::Delete(_)) => Watched::Deleted,
                     Err(e) => {
-                        let action = Action::new("watch", "featureflags", &name);
-                        let said = match &e {
-                            watcher::Error::InitialListFailed(k)
-                            | watcher::Error::WatchStartFailed(k)
-                            | watcher::Error::WatchFailed(k) => describe(&resource, &namespace, action, k).to_string(),
-                            other => other.to_string(),
+                        let (verb, inner) = match &e {
+                            watcher::Error::InitialListFailed(k) => ("list", Some(k)),
+                            watcher::Error::WatchStartFailed(k) | watcher::Error::WatchFailed(k) => ("watch", Some(k)),
+                            _ => ("watch", None),
                         };
+                        let said = match inner {
+                            Some(k) => {
+                                describe(&resource, &namespace, Action::new(verb, "featureflags", &name), k).to_string()
+                            }
+                            None => e.to_string(),
+                        };
+                        *watched.lock().unwrap_or_else(|e| e.into_inner()) = Watched::Unknown;
+                        news.send_modify(|g| *g = g.wrapping_add(1));
+                        // A Role without list/watch on featureflags: the console reads with GET, as before.
+                        if inner.and_then(status).is_some_and(|c| c == 401 || c == 403) {
+                            tracing::warn!("{resource}: not watched, read every 5 s instead: {said}");
+                            return;
+                        }
                         tracing::warn!("{resource}: the watch failed, reading with GET until it recovers: {said}");
-                        Watched::Unknown
+                        continue;
                     }
                 };
                 let changed = {

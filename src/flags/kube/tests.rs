@@ -371,3 +371,31 @@ async fn a_save_still_writes_with_the_resource_version_it_read_while_the_watch_r
     let (saved, ()) = tokio::join!(store.save(&set, &rev), server);
     assert!(matches!(saved, Err(FlagError::Conflict { .. })), "{saved:?}");
 }
+
+/// A Role without `list`/`watch` on featureflags: the watch stops at once, the console reads
+/// with GET as before, and nothing more is asked of the watch.
+#[tokio::test(start_paused = true)]
+async fn a_forbidden_watch_stops_and_the_console_reads_with_get() {
+    let (store, mut api) = store();
+    let server = async {
+        let (mut got, mut refused) = (false, false);
+        while !got || !refused {
+            let x = api.next().await;
+            if x.path == PATH {
+                x.reply(200, feature_flag("41", dark_mode("off")));
+                got = true;
+            } else {
+                assert_by_name(&x);
+                x.reply(403, status(403, "Forbidden", "featureflags is forbidden: cannot list resource"));
+                refused = true;
+            }
+        }
+    };
+    let (shown, ()) = tokio::join!(store.current(), server);
+    assert_eq!(shown.unwrap(), set_of_spec(&dark_mode("off")));
+    api.expect_silence().await;
+    // Past the 5 s of the last read: a GET again.
+    tokio::time::advance(SHOW_CACHED_FOR).await;
+    let (shown, ()) = tokio::join!(store.current(), serve_get(&mut api, 200, feature_flag("44", dark_mode("on"))));
+    assert_eq!(shown.unwrap(), set_of_spec(&dark_mode("on")));
+}
