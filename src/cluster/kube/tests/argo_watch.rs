@@ -323,3 +323,51 @@ async fn read_only_and_a_local_environment_refuse_before_any_request() {
     api.expect_silence().await;
     api2.expect_silence().await;
 }
+
+/// `:ns` moves the environment's Argo watch with it: the new namespace's Rollouts are listed and
+/// the pane shows them.
+#[tokio::test(start_paused = true)]
+async fn a_switch_moves_the_argo_watch_to_the_new_namespace() {
+    let (engine, _store, mut api) = engine(false);
+    hold_the_watch(&mut api).await;
+    let e = engine.clone();
+    let switched = tokio::spawn(async move {
+        let cmd = crate::engine::Command::SwitchKubernetes {
+            env: "prod".into(),
+            context: None,
+            namespace: Some("shop-canary".into()),
+        };
+        e.execute("alice", cmd).await
+    });
+    api.expect("GET", "/version").await.reply(200, json!({"major": "1", "minor": "35", "gitVersion": "v1.35.0"}));
+    let moved = "/apis/argoproj.io/v1alpha1/namespaces/shop-canary/rollouts";
+    let mut listed = Vec::new();
+    while !listed.iter().any(|p: &String| p == moved) {
+        let x = api.next().await;
+        assert!(x.path.contains("/namespaces/shop-canary/"), "{} is not in the new namespace", x.path);
+        if x.is_watch() {
+            x.hold(&mut api);
+            continue;
+        }
+        listed.push(x.path.clone());
+        x.reply(200, json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "5"}, "items": []}));
+    }
+    assert!(switched.await.unwrap().is_ok());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = engine.argo_views().remove("prod").unwrap();
+        if view.namespace == "shop-canary" && view.status != ArgoStatus::Listing {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{view:?}");
+        // Serve the new namespace's ReplicaSets list and watches meanwhile.
+        match tokio::time::timeout(Duration::from_millis(100), api.next()).await {
+            Ok(x) if x.is_watch() => x.hold(&mut api),
+            Ok(x) => x.reply(
+                200,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "5"}, "items": []}),
+            ),
+            Err(_) => {}
+        }
+    }
+}
