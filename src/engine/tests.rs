@@ -179,8 +179,8 @@ mod analysis;
 mod claims;
 mod emergency;
 mod flag_rollout;
-mod traffic;
 mod foreign;
+mod traffic;
 
 #[tokio::test(start_paused = true)]
 async fn a_good_canary_walks_every_step_and_ends_verified() {

@@ -137,7 +137,10 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
         let last_verified = releases.iter().find(|r| r.status == Status::Verified).map(|r| r.version.clone());
         let pending = releases.iter().filter(|r| r.status == Status::Planned).cloned().collect();
         let driver = engine.cluster().news(&t).driver;
-        workloads.insert(t, WorkloadView { state, settings: Some(settings), release, last_verified, pending, error, driver });
+        workloads.insert(
+            t,
+            WorkloadView { state, settings: Some(settings), release, last_verified, pending, error, driver },
+        );
     }
     let detail = match selected.and_then(|t| workloads.get(t)).and_then(|w| w.release.as_ref()) {
         Some(r) => ReleaseDetail {
