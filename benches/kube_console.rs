@@ -474,6 +474,8 @@ impl Seen {
     }
 }
 
+static NO_REPLICA_SETS: Vec<Bytes> = Vec::new();
+
 /// The API server: lists in pages, watches held open until their `timeoutSeconds`.
 async fn serve(mut handle: Handle, objects: Arc<Objects>, counts: Arc<Counts>) {
     const LIST_RV: &str = "900000";
@@ -498,6 +500,8 @@ async fn serve(mut handle: Handle, objects: Arc<Objects>, counts: Arc<Counts>) {
             "deployments" => (&objects.deployments, "DeploymentList", "apps/v1"),
             "pods" => (&objects.pods, "PodList", "v1"),
             "services" => (&objects.services, "ServiceList", "v1"),
+            // Only bases shipdeck rolled natively have labelled ReplicaSets; this estate has none.
+            "replicasets" => (&NO_REPLICA_SETS, "ReplicaSetList", "apps/v1"),
             _ => {
                 counts.other.fetch_add(1, Ordering::Relaxed);
                 respond.send_response(json_response(404, &status_404(&path)));

@@ -66,6 +66,17 @@ impl Routing {
         Self { weights, matches: Vec::new(), preview: None }
     }
 
+    /// Both versions' pods serve, as many requests each as it has ready pods: what a Service in
+    /// front of a Deployment's native rolling update does. `old` is named the active version.
+    pub fn follow_pods(old: &str, new: &str) -> Self {
+        let mut weights = BTreeMap::new();
+        weights.insert(old.to_string(), 100);
+        if new != old {
+            weights.insert(new.to_string(), 0);
+        }
+        Self { weights, matches: Vec::new(), preview: None }
+    }
+
     /// `stable` gets `100 - canary_weight`, `canary` the rest.
     pub fn split(stable: &str, canary: &str, canary_weight: u32) -> Self {
         let w = canary_weight.min(100);
@@ -124,12 +135,104 @@ pub struct WorkloadState {
     /// Where a person can send requests (the router's address for local workloads).
     pub entry_url: Option<String>,
     pub preview_url: Option<String>,
+    /// The app's own Deployment rolling out natively (Kubernetes), as `kubectl rollout status`
+    /// reads it; None where the cluster does no native rollouts or the app has none.
+    #[serde(default)]
+    pub native: Option<NativeStatus>,
 }
 
 impl WorkloadState {
     pub fn replicas(&self, version: &str) -> VersionReplicas {
         self.versions.get(version).cloned().unwrap_or_default()
     }
+}
+
+/// How a Deployment replaces its pods in a native rollout (`spec.strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NativeStrategy {
+    /// `RollingUpdate`: at most `replicas + max_surge` pods, at least `replicas - max_unavailable` available.
+    Rolling { max_surge: u32, max_unavailable: u32 },
+    /// `Recreate`: every old pod goes before a new one starts.
+    Recreate,
+}
+
+impl std::fmt::Display for NativeStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NativeStrategy::Rolling { max_surge, max_unavailable } => {
+                write!(f, "rolling update, max surge {max_surge}, max unavailable {max_unavailable}")
+            }
+            NativeStrategy::Recreate => write!(f, "recreate"),
+        }
+    }
+}
+
+/// A native rollout of the app's own Deployment to one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeRollout {
+    pub strategy: NativeStrategy,
+    pub replicas: u32,
+    /// Seconds without progress before the controller gives up (`progressDeadlineSeconds`).
+    pub progress_deadline_secs: u64,
+    /// Why, for `kubectl rollout history` (`kubernetes.io/change-cause`).
+    pub change_cause: String,
+}
+
+/// Where a native rollout stands, as `kubectl rollout status` decides it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NativeCondition {
+    /// Still going; the message says what it waits for, in kubectl's words.
+    Progressing { message: String },
+    /// Every replica updated and available, no old one left.
+    Complete,
+    /// The controller gave up (`ProgressDeadlineExceeded`); its message.
+    DeadlineExceeded { message: String },
+}
+
+/// The app's own Deployment and its rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeStatus {
+    pub deployment: String,
+    /// The version its pod template runs (the template's `shipdeck.dev/version` label).
+    pub version: Option<String>,
+    /// `deployment.kubernetes.io/revision`.
+    pub revision: Option<i64>,
+    pub desired: u32,
+    pub updated: u32,
+    /// All its pods, old and new.
+    pub total: u32,
+    pub ready: u32,
+    pub available: u32,
+    pub condition: NativeCondition,
+}
+
+impl NativeStatus {
+    /// Has `version` completely rolled out?
+    pub fn complete_at(&self, version: &str) -> bool {
+        self.version.as_deref() == Some(version) && self.condition == NativeCondition::Complete
+    }
+}
+
+/// Which revision a native undo goes back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UndoTarget {
+    /// The one before the current one (`kubectl rollout undo`).
+    Previous,
+    /// `kubectl rollout undo --to-revision N`.
+    Revision(i64),
+    /// The newest revision whose pod template runs this version (a release's rollback).
+    Version(String),
+}
+
+/// What a native undo did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoOutcome {
+    pub revision: i64,
+    pub version: Option<String>,
+    /// False when the Deployment already ran that template (nothing was written).
+    pub changed: bool,
 }
 
 /// An HTTP request made to the pods of one version (verification, smoke tests).
@@ -310,5 +413,28 @@ pub trait Cluster: Send + Sync {
     /// time: a change while nobody waits is kept for the next). Never, without news.
     async fn news_changed(&self) {
         std::future::pending::<()>().await
+    }
+
+    /// Does `target` roll out natively — one Deployment whose controller replaces the pods — rather
+    /// than through the engine's batches over per-version workloads? (Kubernetes apps without an
+    /// HTTPRoute.) When false, the two calls below are refused.
+    fn native_rollouts(&self, _target: &Target) -> bool {
+        false
+    }
+
+    /// Request a native rollout of the app's own workload to `version`; its progress and failure
+    /// show in [`WorkloadState::native`].
+    async fn native_rollout(
+        &self,
+        target: &Target,
+        _version: &str,
+        _rollout: &NativeRollout,
+    ) -> Result<(), ClusterError> {
+        Err(ClusterError::Other(format!("{target} does not roll out natively")))
+    }
+
+    /// Put an earlier revision's pod template back, as `kubectl rollout undo` does.
+    async fn native_undo(&self, target: &Target, _to: &UndoTarget) -> Result<UndoOutcome, ClusterError> {
+        Err(ClusterError::Other(format!("{target} does not roll out natively")))
     }
 }

@@ -90,6 +90,18 @@ impl Cluster for EstateCluster {
             _ = self.replaced.notified() => {}
         }
     }
+
+    fn native_rollouts(&self, t: &Target) -> bool {
+        self.pick(t).native_rollouts(t)
+    }
+
+    async fn native_rollout(&self, t: &Target, version: &str, rollout: &NativeRollout) -> Result<(), ClusterError> {
+        self.pick(t).native_rollout(t, version, rollout).await
+    }
+
+    async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<UndoOutcome, ClusterError> {
+        self.pick(t).native_undo(t, to).await
+    }
 }
 
 /// A cluster that could not be reached when shipdeck started: every call says why, so the

@@ -43,6 +43,7 @@ impl Workload {
             actual_weights: self.routing.weights.iter().map(|(v, w)| (v.clone(), *w as f64)).collect(),
             entry_url: None,
             preview_url: None,
+            native: None,
         }
     }
 }

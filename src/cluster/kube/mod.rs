@@ -16,6 +16,7 @@ mod connect;
 pub(crate) mod errors;
 pub mod lease;
 pub mod live;
+pub mod native;
 pub mod objects;
 mod probe;
 pub mod record;
@@ -408,6 +409,10 @@ impl Cluster for KubeCluster {
     async fn scale(&self, t: &Target, version: &str, replicas: u32) -> Result<(), ClusterError> {
         let o = self.objects(t)?;
         check_version(o, version).map_err(|m| ClusterError::Kubernetes { target: t.to_string(), message: m })?;
+        // The version the base Deployment runs (a native rollout's) is sized there; the base is never deleted.
+        if self.index().base_version(o) == Some(version) {
+            return Ok(self.patch_deployment_replicas(t, &o.deployment, replicas).await?);
+        }
         if replicas == 0 {
             return self.delete_version(t, o, version).await;
         }
@@ -500,6 +505,23 @@ impl Cluster for KubeCluster {
             }
         });
         Ok(Some(Claim::new(keeper.status.clone(), keeper).on_hand_back(hand_back)))
+    }
+
+    /// Apps without an HTTPRoute roll natively (an HTTPRoute sends each version to its own Service,
+    /// which a single Deployment's pods cannot be split between).
+    fn native_rollouts(&self, t: &Target) -> bool {
+        self.apps.get(t).is_some_and(|o| o.http_route.is_none())
+    }
+
+    async fn native_rollout(&self, t: &Target, version: &str, rollout: &NativeRollout) -> Result<(), ClusterError> {
+        if !self.native_rollouts(t) {
+            return Err(ClusterError::Other(format!("{t} has an HTTPRoute: it does not roll out natively")));
+        }
+        self.rollout_base(t, version, rollout).await
+    }
+
+    async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<UndoOutcome, ClusterError> {
+        self.undo_base(t, to).await
     }
 
     fn news(&self, t: &Target) -> ClusterNews {

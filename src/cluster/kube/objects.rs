@@ -99,7 +99,10 @@ pub fn version_deployment(
     let mut template = spec.template;
     let labels = version_labels(objects, version);
     let meta = template.metadata.get_or_insert_with(Default::default);
-    meta.labels.get_or_insert_with(Default::default).extend(labels.clone());
+    let pod_labels = meta.labels.get_or_insert_with(Default::default);
+    pod_labels.extend(labels.clone());
+    // A base rolled natively marks its own pods; a version's are not the base's.
+    pod_labels.remove(super::native::NATIVE_LABEL);
     let pod = template.spec.as_mut().ok_or_else(|| format!("Deployment {base_name} has no pod template spec"))?;
     let Some(container) = pod.containers.iter_mut().find(|c| c.name == objects.container) else {
         let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
@@ -158,9 +161,12 @@ pub fn weighted(routing: &Routing) -> Vec<(&str, u32)> {
 }
 
 /// Merge patch of the active Service without an HTTPRoute: one version → select its pods; more
-/// → select every version's pods, so traffic splits by ready replicas; none → select no pod.
+/// (even at weight 0) → select every version's pods, so traffic splits by ready replicas; none → select no pod.
 pub fn active_service_patch(objects: &KubeObjects, routing: &Routing) -> Value {
+    // Versions named at weight 0 count too: a native rollout names both, so the Service keeps
+    // both its old and its new pods while the Deployment replaces one with the other.
     let version = match weighted(routing).as_slice() {
+        _ if routing.weights.len() > 1 => Value::Null,
         [(v, _)] => json!(v),
         [] => json!(""),
         _ => Value::Null,

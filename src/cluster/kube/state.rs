@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ::kube::api::DynamicObject;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -20,6 +20,7 @@ pub struct Snapshot {
     pub pods: Vec<Arc<Pod>>,
     pub services: Vec<Arc<Service>>,
     pub routes: Vec<Arc<DynamicObject>>,
+    pub replica_sets: Vec<Arc<ReplicaSet>>,
 }
 
 /// The snapshot grouped the way a workload reads it: version Deployments and pods by their
@@ -32,6 +33,8 @@ pub struct Index {
     pods: HashMap<String, Vec<Arc<Pod>>>,
     services: HashMap<String, Arc<Service>>,
     routes: HashMap<String, Arc<DynamicObject>>,
+    /// The base Deployments' ReplicaSets, by the name of the Deployment that controls them.
+    replica_sets: HashMap<String, Vec<Arc<ReplicaSet>>>,
 }
 
 impl Index {
@@ -46,12 +49,34 @@ impl Index {
             out
         }
         let by_name = |name: &Option<String>| name.clone().unwrap_or_default();
+        let mut replica_sets: HashMap<String, Vec<Arc<ReplicaSet>>> = HashMap::new();
+        for rs in snap.replica_sets {
+            let owner = rs.metadata.owner_references.iter().flatten().find(|r| r.controller == Some(true));
+            if let Some(owner) = owner.filter(|r| r.kind == "Deployment") {
+                replica_sets.entry(owner.name.clone()).or_default().push(rs);
+            }
+        }
         Index {
+            replica_sets,
             deployments: by_app(snap.deployments),
             pods: by_app(snap.pods),
             services: snap.services.into_iter().map(|s| (by_name(&s.metadata.name), s)).collect(),
             routes: snap.routes.into_iter().map(|r| (by_name(&r.metadata.name), r)).collect(),
         }
+    }
+}
+
+impl Index {
+    /// The app's base Deployment, when the watches see it (it carries shipdeck's labels once
+    /// shipdeck rolled it natively).
+    pub fn base(&self, objects: &KubeObjects) -> Option<&Arc<Deployment>> {
+        let all = self.deployments.get(&objects.deployment)?;
+        all.iter().find(|d| d.metadata.name.as_deref() == Some(objects.deployment.as_str()))
+    }
+
+    /// The version the base Deployment's pod template runs.
+    pub fn base_version(&self, objects: &KubeObjects) -> Option<&str> {
+        super::native::template_version(self.base(objects)?)
     }
 }
 
@@ -71,12 +96,19 @@ fn version_of<'a>(meta: &'a ObjectMeta, objects: &KubeObjects) -> Option<&'a str
 
 pub fn compute(objects: &KubeObjects, index: &Index) -> WorkloadState {
     let mut versions: BTreeMap<String, VersionReplicas> = BTreeMap::new();
+    let mut native = None;
     for d in index.deployments.get(&objects.deployment).map(Vec::as_slice).unwrap_or_default() {
+        if d.metadata.name.as_deref() == Some(objects.deployment.as_str()) {
+            let status = super::native::status_of(d);
+            base_versions(&mut versions, &status, index.replica_sets.get(&objects.deployment));
+            native = Some(status);
+            continue;
+        }
         let Some(v) = version_of(&d.metadata, objects) else { continue };
         let status = d.status.clone().unwrap_or_default();
         let count = |n: Option<i32>| n.unwrap_or(0).max(0) as u32;
-        versions.insert(
-            v.to_string(),
+        add(
+            versions.entry(v.to_string()).or_default(),
             VersionReplicas {
                 desired: count(d.spec.as_ref().and_then(|s| s.replicas)),
                 updated: count(status.replicas),
@@ -114,7 +146,53 @@ pub fn compute(objects: &KubeObjects, index: &Index) -> WorkloadState {
         (Some(_), None) => BTreeMap::new(),
         (None, _) => by_ready_pods(&pods, selected.as_deref(), active.is_some()),
     };
-    WorkloadState { versions, pods, routing, actual_weights, entry_url: None, preview_url: None }
+    WorkloadState { versions, pods, routing, actual_weights, entry_url: None, preview_url: None, native }
+}
+
+fn add(to: &mut VersionReplicas, r: VersionReplicas) {
+    to.desired += r.desired;
+    to.updated += r.updated;
+    to.ready += r.ready;
+    to.available += r.available;
+}
+
+/// The versions the base Deployment runs: each of its ReplicaSets (old and new revisions, as
+/// `kubectl get rs` shows them) by the version its template runs; without them (not listed
+/// yet), the Deployment's own counts for the version of its template.
+fn base_versions(
+    versions: &mut BTreeMap<String, VersionReplicas>,
+    status: &crate::cluster::NativeStatus,
+    sets: Option<&Vec<Arc<ReplicaSet>>>,
+) {
+    let count = |n: Option<i32>| n.unwrap_or(0).max(0) as u32;
+    let mut seen = false;
+    for rs in sets.map(Vec::as_slice).unwrap_or_default() {
+        let Some(v) = label(&rs.metadata, VERSION_LABEL) else { continue };
+        let st = rs.status.clone().unwrap_or_default();
+        let desired = count(rs.spec.as_ref().and_then(|s| s.replicas));
+        if desired == 0 && st.replicas == 0 {
+            continue;
+        }
+        seen = true;
+        let r = VersionReplicas {
+            desired,
+            updated: count(Some(st.replicas)),
+            ready: count(st.ready_replicas),
+            available: count(st.available_replicas),
+        };
+        add(versions.entry(v.to_string()).or_default(), r);
+    }
+    if let (false, Some(v)) = (seen, &status.version)
+        && status.desired > 0
+    {
+        let r = VersionReplicas {
+            desired: status.desired,
+            updated: status.updated,
+            ready: status.ready,
+            available: status.available,
+        };
+        add(versions.entry(v.clone()).or_default(), r);
+    }
 }
 
 /// Without a mesh the Service spreads requests over ready endpoints: a version's share is its

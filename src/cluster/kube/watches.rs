@@ -10,7 +10,7 @@ use ::kube::api::{ApiResource, DynamicObject};
 use ::kube::runtime::reflector::{self, Store, store::Writer};
 use ::kube::runtime::{WatchStreamExt, watcher};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec, PodStatus, Service};
 
 use super::KubeCluster;
@@ -25,6 +25,7 @@ pub struct Stores {
     pub pods: Store<Pod>,
     pub services: Store<Service>,
     pub routes: Store<DynamicObject>,
+    pub replica_sets: Store<ReplicaSet>,
 }
 
 /// The writing ends, handed to the watch tasks when they start (or fed by tests).
@@ -33,15 +34,20 @@ pub struct Writers {
     pub pods: Writer<Pod>,
     pub services: Writer<Service>,
     pub routes: Writer<DynamicObject>,
+    pub replica_sets: Writer<ReplicaSet>,
 }
 
 pub fn stores(routes: &ApiResource) -> (Stores, Writers) {
     let (deployments, wd) = reflector::store();
     let (pods, wp) = reflector::store();
     let (services, ws) = reflector::store();
+    let (replica_sets, wrs) = reflector::store();
     let wr = Writer::new(routes.clone());
     let routes = wr.as_reader();
-    (Stores { deployments, pods, services, routes }, Writers { deployments: wd, pods: wp, services: ws, routes: wr })
+    (
+        Stores { deployments, pods, services, routes, replica_sets },
+        Writers { deployments: wd, pods: wp, services: ws, routes: wr, replica_sets: wrs },
+    )
 }
 
 impl Stores {
@@ -51,6 +57,7 @@ impl Stores {
             pods: self.pods.state(),
             services: self.services.state(),
             routes: self.routes.state(),
+            replica_sets: self.replica_sets.state(),
         }
     }
 }
@@ -73,7 +80,7 @@ impl Listed {
     pub fn mark(&self, resource: &'static str, with_routes: bool) {
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         done.insert(resource);
-        let all = ["deployments", "pods", "services"].iter().all(|r| done.contains(r))
+        let all = ["deployments", "pods", "services", "replicasets"].iter().all(|r| done.contains(r))
             && (!with_routes || done.contains("httproutes"));
         if all {
             self.listed.send_if_modified(|l| !std::mem::replace(l, true));
@@ -139,6 +146,15 @@ impl KubeCluster {
                 "services",
                 keep,
             ),
+            // Only the ReplicaSets of base Deployments shipdeck rolled natively carry the label.
+            spawn_watch(
+                Api::namespaced(self.client.clone(), ns),
+                watcher::Config::default().labels(super::native::NATIVE_LABEL),
+                writers.replica_sets,
+                &me,
+                "replicasets",
+                trim_replica_set,
+            ),
         ];
         if self.uses_routes() {
             let api = Api::namespaced_with(self.client.clone(), ns, &self.route_resource);
@@ -185,7 +201,7 @@ impl KubeCluster {
         if let Some(w) = self.writers.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             f(w);
         }
-        for resource in ["deployments", "pods", "services", "httproutes"] {
+        for resource in ["deployments", "pods", "services", "httproutes", "replicasets"] {
             self.listed.mark(resource, self.uses_routes());
         }
         self.stores_changed();
@@ -233,6 +249,17 @@ fn trim_pod(p: &mut Pod) {
             pod_ip: status.pod_ip,
             ..Default::default()
         });
+    }
+}
+
+/// Keeps what the state reads of a ReplicaSet: its labels (its template's), controller,
+/// revision, size and status. Undo reads the templates from the API, never from the store.
+fn trim_replica_set(rs: &mut ReplicaSet) {
+    if let Some(a) = rs.metadata.annotations.as_mut() {
+        a.retain(|k, _| k == super::native::REVISION_ANNOTATION);
+    }
+    if let Some(spec) = rs.spec.as_mut() {
+        spec.template = None;
     }
 }
 

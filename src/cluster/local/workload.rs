@@ -495,6 +495,7 @@ impl Workload {
             actual_weights: self.stats.shares(SHARE_WINDOW),
             entry_url: Some(self.entry_url.clone()),
             preview_url: Some(self.preview_url.clone()),
+            native: None,
         }
     }
 }

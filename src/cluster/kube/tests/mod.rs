@@ -10,6 +10,7 @@ mod live;
 mod more_failures;
 mod probes;
 mod readonly;
+mod native;
 mod reads;
 mod record;
 mod switch;

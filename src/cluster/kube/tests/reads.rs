@@ -243,6 +243,10 @@ async fn a_watch_that_expires_lists_again() {
                 x.reply(200, list("Pod", vec![], "5"));
             }
             (Some("services"), false) => x.reply(200, list("Service", vec![active_service(Some("1.0.0"), None)], "5")),
+            (Some("replicasets"), false) => {
+                assert_eq!(selector.as_deref(), Some("shipdeck.dev/native"), "only natively rolled bases' ReplicaSets");
+                x.reply(200, list("ReplicaSet", vec![], "5"));
+            }
             // Quiet watches stay open.
             (_, true) => x.hold(&mut api),
             other => panic!("unexpected request {other:?} {} {:?}", x.path, x.query),

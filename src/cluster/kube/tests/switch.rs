@@ -56,12 +56,12 @@ fn place(context: &str, namespace: &str) -> KubePlace {
     KubePlace { context: context.into(), namespace: namespace.into() }
 }
 
-/// Answers the version check, then the three watches' lists (empty), which must all be in
+/// Answers the version check, then the four watches' lists (empty), which must all be in
 /// `namespace`; the watches themselves are held open.
 async fn serve_new_cluster(api: &mut ApiServer, namespace: &str) {
     api.expect("GET", "/version").await.reply(200, json!({"major": "1", "minor": "35", "gitVersion": "v1.35.0"}));
     let mut listed = Vec::new();
-    while listed.len() < 3 {
+    while listed.len() < 4 {
         let x = api.next().await;
         assert!(x.path.contains(&format!("/namespaces/{namespace}/")), "{} is not in {namespace}", x.path);
         if x.is_watch() {
@@ -72,7 +72,7 @@ async fn serve_new_cluster(api: &mut ApiServer, namespace: &str) {
         x.reply(200, json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "5"}, "items": []}));
     }
     listed.sort();
-    assert_eq!(listed, ["deployments", "pods", "services"]);
+    assert_eq!(listed, ["deployments", "pods", "replicasets", "services"]);
 }
 
 #[tokio::test]
