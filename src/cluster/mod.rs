@@ -433,8 +433,10 @@ pub trait Cluster: Send + Sync {
         Err(ClusterError::Other(format!("{target} does not roll out natively")))
     }
 
-    /// Put an earlier revision's pod template back, as `kubectl rollout undo` does.
-    async fn native_undo(&self, target: &Target, _to: &UndoTarget) -> Result<UndoOutcome, ClusterError> {
+    /// Put an earlier revision's pod template back, as `kubectl rollout undo` does. `Ok(None)`:
+    /// no revision runs the [`UndoTarget::Version`] asked for (other targets that do not exist are
+    /// errors naming the revisions that do).
+    async fn native_undo(&self, target: &Target, _to: &UndoTarget) -> Result<Option<UndoOutcome>, ClusterError> {
         Err(ClusterError::Other(format!("{target} does not roll out natively")))
     }
 }

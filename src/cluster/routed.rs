@@ -99,7 +99,7 @@ impl Cluster for EstateCluster {
         self.pick(t).native_rollout(t, version, rollout).await
     }
 
-    async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<UndoOutcome, ClusterError> {
+    async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<Option<UndoOutcome>, ClusterError> {
         self.pick(t).native_undo(t, to).await
     }
 }

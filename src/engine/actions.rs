@@ -252,13 +252,20 @@ async fn create(
     flags: Vec<crate::model::FlagSetting>,
 ) -> Result<Outcome, EngineError> {
     let previous = prechecks(inner, settings, env, version, kind).await?;
+    let target = Target::new(env, &settings.name);
     let mut plan = match kind {
-        ReleaseKind::Rollback => {
-            let mut p = plan::rolling(settings.replicas, settings.replicas, 0);
-            p.push(Step::Verify { phase: VerifyPhase::PostDeploy });
-            p
-        }
-        _ => plan::build(strategy, settings, previous.as_deref()),
+        ReleaseKind::Rollback => match super::native::rollback_plan(inner, &target, previous.as_deref()).await {
+            Some(p) => p,
+            None => {
+                let mut p = plan::rolling(settings.replicas, settings.replicas, 0);
+                p.push(Step::Verify { phase: VerifyPhase::PostDeploy });
+                p
+            }
+        },
+        _ => match super::native::plan(inner, &target, strategy, settings, previous.as_deref()).await {
+            Some(p) => p,
+            None => plan::build(strategy, settings, previous.as_deref()),
+        },
     };
     plan.extend(flag_steps(inner, settings, env, version, kind, previous.as_deref(), flags).await?);
     let now = Utc::now();

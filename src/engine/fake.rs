@@ -20,6 +20,21 @@ struct Workload {
     pods: Vec<PodState>,
     routing: Routing,
     tx: watch::Sender<WorkloadState>,
+    /// The app's own Deployment, once rolled natively.
+    base: Option<Base>,
+}
+
+/// A Deployment the fake rolls natively: its revisions, the version its template runs, and
+/// where its rollout stands (a Deployment controller on tokio's clock).
+struct Base {
+    version: String,
+    replicas: u32,
+    strategy: NativeStrategy,
+    /// (revision, version), oldest first.
+    history: Vec<(i64, String)>,
+    condition: NativeCondition,
+    /// Bumped by every rollout, so a superseded one's task leaves the condition alone.
+    generation: u64,
 }
 
 impl Workload {
@@ -43,7 +58,28 @@ impl Workload {
             actual_weights: self.routing.weights.iter().map(|(v, w)| (v.clone(), *w as f64)).collect(),
             entry_url: None,
             preview_url: None,
-            native: None,
+            native: self.base.as_ref().map(|b| {
+                let of = |v: &str| self.pods.iter().filter(|p| p.version == v).count() as u32;
+                let ready = self.pods.iter().filter(|p| p.version == b.version && p.ready).count() as u32;
+                NativeStatus {
+                    deployment: self.settings.name.clone(),
+                    version: Some(b.version.clone()),
+                    revision: b.history.last().map(|(r, _)| *r),
+                    desired: b.replicas,
+                    updated: of(&b.version),
+                    total: b
+                        .history
+                        .iter()
+                        .map(|(_, v)| v.as_str())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .map(of)
+                        .sum(),
+                    ready,
+                    available: ready,
+                    condition: b.condition.clone(),
+                }
+            }),
         }
     }
 }
@@ -52,6 +88,8 @@ pub struct FakeCluster {
     workloads: Mutex<BTreeMap<Target, Workload>>,
     counter: Mutex<u64>,
     me: std::sync::Weak<FakeCluster>,
+    /// Roll natively, as a Kubernetes cluster does (off by default: the local cluster does not).
+    native: std::sync::atomic::AtomicBool,
 }
 
 impl FakeCluster {
@@ -61,6 +99,7 @@ impl FakeCluster {
             workloads: Mutex::new(BTreeMap::new()),
             counter: Mutex::new(0),
             me: me.clone(),
+            native: std::sync::atomic::AtomicBool::new(false),
         });
         for (t, s) in estate.targets() {
             let init = s.initial_version.clone().unwrap_or_else(|| s.versions[0].version.clone());
@@ -69,7 +108,14 @@ impl FakeCluster {
                 routing: Routing::all_to(&init),
             });
             let (tx, _) = watch::channel(WorkloadState::default());
-            let mut w = Workload { settings: s, desired: BTreeMap::new(), pods: Vec::new(), routing: spec.routing, tx };
+            let mut w = Workload {
+                settings: s,
+                desired: BTreeMap::new(),
+                pods: Vec::new(),
+                routing: spec.routing,
+                tx,
+                base: None,
+            };
             for (v, n) in spec.replicas {
                 w.desired.insert(v.clone(), n);
                 for _ in 0..n {
@@ -114,6 +160,57 @@ impl FakeCluster {
         Ok(r)
     }
 
+    /// From now on roll natively, as a Kubernetes cluster does.
+    pub fn roll_natively(&self) {
+        self.native.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The app's own Deployment's revisions (revision, version), oldest first, for tests.
+    pub fn revisions(&self, t: &Target) -> Vec<(i64, String)> {
+        self.lock().get(t).and_then(|w| w.base.as_ref().map(|b| b.history.clone())).unwrap_or_default()
+    }
+
+    /// The controller's side of a native rollout: new pods up, old ones down (recreate: old
+    /// ones first), then complete — or, when the new pods are not all ready within the
+    /// progress deadline, `ProgressDeadlineExceeded` as the controller says it.
+    async fn control(self: Arc<Self>, t: Target, generation: u64, old: Option<String>, rollout: NativeRollout) {
+        let Ok((version, name)) = self
+            .with(&t, |w| (w.base.as_ref().map(|b| b.version.clone()).unwrap_or_default(), w.settings.name.clone()))
+        else {
+            return;
+        };
+        let old = old.filter(|o| *o != version);
+        if let (NativeStrategy::Recreate, Some(old)) = (rollout.strategy, &old) {
+            let _ = self.scale(&t, old, 0).await;
+        }
+        let _ = self.scale(&t, &version, rollout.replicas).await;
+        let Ok(mut rx) = self.watch(&t).await else { return };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(rollout.progress_deadline_secs);
+        let ready = loop {
+            if rx.borrow_and_update().replicas(&version).ready >= rollout.replicas {
+                break true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => break false,
+            }
+        };
+        if ready && let (NativeStrategy::Rolling { .. }, Some(old)) = (rollout.strategy, &old) {
+            let _ = self.scale(&t, old, 0).await;
+        }
+        let _ = self.with(&t, |w| {
+            if let Some(b) = w.base.as_mut().filter(|b| b.generation == generation) {
+                b.condition = if ready {
+                    NativeCondition::Complete
+                } else {
+                    NativeCondition::DeadlineExceeded {
+                        message: format!("ReplicaSet \"{name}-{generation}\" has timed out progressing."),
+                    }
+                };
+            }
+        });
+    }
+
     /// Settings of a workload, for tests.
     pub fn routing(&self, t: &Target) -> Routing {
         self.lock().get(t).map(|w| w.routing.clone()).unwrap_or_default()
@@ -146,6 +243,9 @@ impl Cluster for FakeCluster {
                 w.desired.remove(version);
             } else {
                 w.desired.insert(version.to_string(), replicas);
+            }
+            if let Some(b) = w.base.as_mut().filter(|b| b.version == version) {
+                b.replicas = replicas;
             }
             let delay = w.settings.profile(version).map(|p| p.ready_after()).unwrap_or_default();
             (started, delay)
@@ -209,6 +309,67 @@ impl Cluster for FakeCluster {
             _ => (200, "[]".to_string()),
         };
         Ok(ProbeResponse { status, body, latency_ms: p.p50_ms })
+    }
+
+    fn native_rollouts(&self, _t: &Target) -> bool {
+        self.native.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn native_rollout(&self, t: &Target, version: &str, rollout: &NativeRollout) -> Result<(), ClusterError> {
+        if !self.native_rollouts(t) {
+            return Err(ClusterError::Other(format!("{t} does not roll out natively")));
+        }
+        let (generation, old) = self.with(t, |w| {
+            let base = w.base.get_or_insert_with(|| Base {
+                version: version.to_string(),
+                replicas: 0,
+                strategy: rollout.strategy,
+                history: Vec::new(),
+                condition: NativeCondition::Complete,
+                generation: 0,
+            });
+            let old = (base.replicas > 0).then(|| base.version.clone());
+            if base.history.last().is_none_or(|(_, v)| v != version) {
+                let next = base.history.last().map_or(1, |(r, _)| r + 1);
+                base.history.retain(|(_, v)| v != version);
+                base.history.push((next, version.to_string()));
+            }
+            base.version = version.to_string();
+            base.replicas = rollout.replicas;
+            base.strategy = rollout.strategy;
+            base.generation += 1;
+            base.condition = NativeCondition::Progressing { message: "rollout requested".into() };
+            (base.generation, old)
+        })?;
+        let Some(this) = self.me.upgrade() else { return Ok(()) };
+        tokio::spawn(this.control(t.clone(), generation, old, rollout.clone()));
+        Ok(())
+    }
+
+    async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<Option<UndoOutcome>, ClusterError> {
+        let found = self.with(t, |w| {
+            let b = w.base.as_ref()?;
+            let mut newest_first = b.history.iter().rev();
+            let hit = match to {
+                UndoTarget::Previous => newest_first.nth(1),
+                UndoTarget::Revision(n) => newest_first.find(|(r, _)| r == n),
+                UndoTarget::Version(v) => newest_first.find(|(_, x)| x == v),
+            };
+            hit.map(|(r, v)| (*r, v.clone(), v == &b.version, b.replicas, b.strategy))
+        })?;
+        let Some((revision, version, same, replicas, strategy)) = found else {
+            return match to {
+                UndoTarget::Version(_) => Ok(None),
+                _ => Err(ClusterError::Other(format!("{t}: no such revision"))),
+            };
+        };
+        if !same {
+            let deadline = self.with(t, |w| w.settings.rolling.progress_deadline.0.as_secs())?;
+            let rollout =
+                NativeRollout { strategy, replicas, progress_deadline_secs: deadline, change_cause: String::new() };
+            self.native_rollout(t, &version, &rollout).await?;
+        }
+        Ok(Some(UndoOutcome { revision, version: Some(version), changed: !same }))
     }
 }
 

@@ -224,7 +224,7 @@ impl Run {
         let n = self.release.plan.len();
         match step {
             Step::SetWeight { weight } => self.release.weight = *weight,
-            Step::Promote | Step::Switch => self.release.weight = 100,
+            Step::Promote | Step::Switch | Step::NativeRollout { .. } | Step::NativeUndo => self.release.weight = 100,
             Step::RollingBatch { new, .. } => {
                 let total = self.settings.as_ref().map_or(1, |s| s.replicas.max(1));
                 self.release.weight = (new * 100 / total).min(100);
@@ -359,6 +359,19 @@ impl Run {
     /// All traffic to `prev` as soon as it has a ready pod, and `prev` back to full size; the
     /// reason when traffic could not be put (all) on `prev`.
     async fn restore(&mut self, settings: &AppSettings, prev: &str) -> Result<(), String> {
+        if super::native::undoes(&self.release) {
+            // The app's own Deployment ran `prev`: `kubectl rollout undo` brings it back.
+            let ctx = StepCtx { inner: &self.inner, target: &self.target, settings, release: &self.release };
+            let (notes, moved) = super::native::restore(&ctx, prev).await;
+            for note in notes {
+                self.note(note);
+            }
+            if moved.is_ok() {
+                self.release.weight = 0;
+                let _ = self.inner.store.save_release(&self.release);
+            }
+            return moved;
+        }
         let cluster = &self.inner.cluster;
         let target = &self.target;
         let all_prev = Routing::all_to(prev);
@@ -389,7 +402,8 @@ impl Run {
 
     async fn remove_new(&self, delay: Duration) {
         let version = self.release.version.clone();
-        if self.release.previous_version.as_deref() == Some(version.as_str()) {
+        // After an undo the app's own Deployment replaced the new pods itself: nothing to remove.
+        if self.release.previous_version.as_deref() == Some(version.as_str()) || super::native::undoes(&self.release) {
             return;
         }
         if delay.is_zero() {

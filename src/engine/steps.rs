@@ -205,6 +205,10 @@ pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progr
             };
             monitor(ctx, &watch, progress).await
         }
+        Step::NativeRollout { strategy, replicas, in_base } => {
+            super::native::roll(ctx, *strategy, *replicas, *in_base).await
+        }
+        Step::NativeUndo => super::native::undo(ctx).await,
         Step::ApplyFlags { changes } => apply_flags(ctx, changes).await,
         Step::RevertFlags { release_id } => revert_flags(ctx, release_id).await,
         Step::AbExperiment { seconds } => {

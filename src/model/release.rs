@@ -134,6 +134,13 @@ pub enum Step {
     /// a window of at least `min_requests` requests above `max_error_rate` fails the release
     /// (an emergency fix's canary and its monitoring, with the plan's rollback threshold).
     Monitor { seconds: u64, interval_secs: u64, max_error_rate: f64, min_requests: u64 },
+    /// Roll the app's own Deployment to the new version and follow its controller to the end
+    /// (Kubernetes). `in_base`: the previous version ran in it (a rolling update of running
+    /// pods); otherwise the previous version runs in its own Deployment, removed at the end.
+    NativeRollout { strategy: crate::cluster::NativeStrategy, replicas: u32, in_base: bool },
+    /// `kubectl rollout undo` of the app's own Deployment to the newest revision that ran the
+    /// release's version, followed to the end.
+    NativeUndo,
 }
 
 impl Step {
@@ -168,6 +175,10 @@ impl Step {
             Step::Monitor { seconds, max_error_rate, .. } => {
                 format!("monitor {}, errors ≤ {:.1}%", fmt_secs(*seconds), max_error_rate * 100.0)
             }
+            Step::NativeRollout { strategy, replicas, .. } => {
+                format!("roll out deployment, {replicas} pods, {strategy}")
+            }
+            Step::NativeUndo => "rollout undo of the deployment".into(),
         }
     }
 }

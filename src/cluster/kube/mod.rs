@@ -520,7 +520,7 @@ impl Cluster for KubeCluster {
         self.rollout_base(t, version, rollout).await
     }
 
-    async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<UndoOutcome, ClusterError> {
+    async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<Option<UndoOutcome>, ClusterError> {
         self.undo_base(t, to).await
     }
 

@@ -278,7 +278,7 @@ impl KubeCluster {
         Ok(())
     }
 
-    pub(super) async fn undo_base(&self, t: &Target, to: &UndoTarget) -> Result<UndoOutcome, ClusterError> {
+    pub(super) async fn undo_base(&self, t: &Target, to: &UndoTarget) -> Result<Option<UndoOutcome>, ClusterError> {
         let o = self.objects(t)?;
         let name = o.deployment.as_str();
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
@@ -308,13 +308,17 @@ impl KubeCluster {
                     rs.metadata.owner_references.iter().flatten().any(|r| r.controller == Some(true) && r.uid == uid)
                 })
                 .collect();
-            let (revision, rs) = pick(name, &owned, to).map_err(|m| self.plain(t, m))?;
+            let (revision, rs) = match pick(name, &owned, to) {
+                Ok(found) => found,
+                Err(_) if matches!(to, UndoTarget::Version(_)) => return Ok(None),
+                Err(m) => return Err(self.plain(t, m)),
+            };
             let version = rs_version(rs);
             let Some(body) = undo_patch(&d, rs) else {
-                return Ok(UndoOutcome { revision, version, changed: false });
+                return Ok(Some(UndoOutcome { revision, version, changed: false }));
             };
             match self.json_patch_deployment(t, name, &body).await {
-                Ok(()) => return Ok(UndoOutcome { revision, version, changed: true }),
+                Ok(()) => return Ok(Some(UndoOutcome { revision, version, changed: true })),
                 Err(f) if f.code == Some(409) && attempt == 1 => continue,
                 Err(f) => return Err(f.error),
             }

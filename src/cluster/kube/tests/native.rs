@@ -319,7 +319,7 @@ async fn undo_puts_the_previous_revisions_template_back_as_kubectl_does() {
         expect_json_patch(&mut api, undo_body("70", "1.0.0")).await.reply(200, live_base("71"));
     };
     let (result, ()) = tokio::join!(c.native_undo(target(), &UndoTarget::Previous), server);
-    assert_eq!(result.unwrap(), UndoOutcome { revision: 3, version: Some("1.0.0".into()), changed: true });
+    assert_eq!(result.unwrap(), Some(UndoOutcome { revision: 3, version: Some("1.0.0".into()), changed: true }));
 }
 
 #[tokio::test]
@@ -337,8 +337,8 @@ async fn undo_to_a_given_revision_or_version_takes_that_ones_template() {
         (a, b)
     };
     let ((a, b), ()) = tokio::join!(undo, server);
-    assert_eq!(a.unwrap().revision, 2);
-    assert_eq!(b.unwrap(), UndoOutcome { revision: 3, version: Some("1.0.0".into()), changed: true });
+    assert_eq!(a.unwrap().map(|o| o.revision), Some(2));
+    assert_eq!(b.unwrap(), Some(UndoOutcome { revision: 3, version: Some("1.0.0".into()), changed: true }));
 }
 
 #[tokio::test]
@@ -354,7 +354,7 @@ async fn an_undo_that_meets_a_conflict_reads_again_once() {
         expect_json_patch(&mut api, undo_body("74", "1.0.0")).await.reply(200, live_base("75"));
     };
     let (result, ()) = tokio::join!(c.native_undo(target(), &UndoTarget::Previous), server);
-    assert!(result.unwrap().changed);
+    assert!(result.unwrap().is_some_and(|o| o.changed));
 }
 
 #[tokio::test(start_paused = true)]
@@ -380,5 +380,17 @@ async fn undo_to_the_template_that_runs_writes_nothing() {
         api.expect_silence().await;
     };
     let (result, ()) = tokio::join!(c.native_undo(target(), &UndoTarget::Revision(4)), server);
-    assert_eq!(result.unwrap(), UndoOutcome { revision: 4, version: Some("1.1.0".into()), changed: false });
+    assert_eq!(result.unwrap(), Some(UndoOutcome { revision: 4, version: Some("1.1.0".into()), changed: false }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_version_no_revision_ran_is_none_and_nothing_is_written() {
+    let (c, mut api) = cluster(false);
+    let server = async {
+        serve_undo_reads(&mut api, "70").await;
+        api.expect_silence().await;
+    };
+    let to = UndoTarget::Version("2.0.0".into());
+    let (result, ()) = tokio::join!(c.native_undo(target(), &to), server);
+    assert_eq!(result.unwrap(), None);
 }
