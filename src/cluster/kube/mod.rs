@@ -426,7 +426,10 @@ impl Cluster for KubeCluster {
 
     async fn restart(&self, t: &Target, version: &str) -> Result<(), ClusterError> {
         let o = self.objects(t)?;
-        let name = version_deployment_name(o, version);
+        let name = match self.index().base_version(o) == Some(version) {
+            true => o.deployment.clone(),
+            false => version_deployment_name(o, version),
+        };
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let body =
             json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}});

@@ -182,8 +182,30 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     .header(
         Row::new(vec!["VERSION", "DESIRED", "UPDATED", "READY", "AVAILABLE", "WEIGHT"]).style(t.style(Role::Header)),
     )
-    .block(block(t, " Replicas ".into()));
+    .block(block(t, replicas_title(w.state.native.as_ref())));
     frame.render_widget(table, bottom);
+}
+
+/// The app's own Deployment rolling natively (Kubernetes): its counts against the desired size
+/// and the rollout's condition, in `kubectl rollout status` words.
+fn replicas_title(native: Option<&crate::cluster::NativeStatus>) -> String {
+    use crate::cluster::NativeCondition;
+    let Some(n) = native.filter(|n| n.desired > 0 || n.total > 0) else { return " Replicas ".into() };
+    let revision = n.revision.map(|r| format!(" rev {r}")).unwrap_or_default();
+    let version = n.version.as_deref().unwrap_or("?");
+    let condition = match &n.condition {
+        NativeCondition::Complete => "complete".to_string(),
+        NativeCondition::Progressing { message } => message.clone(),
+        NativeCondition::DeadlineExceeded { message } => format!("ProgressDeadlineExceeded: {message}"),
+    };
+    format!(
+        " Replicas · deployment {}{revision} → {version}: {}/{d} updated, {}/{d} ready, {}/{d} available · {condition} ",
+        n.deployment,
+        n.updated,
+        n.ready,
+        n.available,
+        d = n.desired
+    )
 }
 
 /// The release notes, one line per change under a one-line summary; what does not fit is cut.
@@ -266,4 +288,37 @@ fn eta(r: &Release, steps: &[StepRecord], now: DateTime<Utc>) -> Option<u64> {
         };
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{NativeCondition, NativeStatus};
+
+    #[test]
+    fn a_native_rollout_shows_its_counts_and_condition_over_the_replicas() {
+        let mut n = NativeStatus {
+            deployment: "web".into(),
+            version: Some("1.1.0".into()),
+            revision: Some(4),
+            desired: 3,
+            updated: 2,
+            total: 4,
+            ready: 3,
+            available: 3,
+            condition: NativeCondition::Progressing { message: "2 out of 3 new replicas have been updated".into() },
+        };
+        assert_eq!(
+            replicas_title(Some(&n)),
+            " Replicas · deployment web rev 4 → 1.1.0: 2/3 updated, 3/3 ready, 3/3 available · 2 out of 3 new \
+             replicas have been updated "
+        );
+        n.condition =
+            NativeCondition::DeadlineExceeded { message: "ReplicaSet \"web-7d9\" has timed out progressing.".into() };
+        assert!(
+            replicas_title(Some(&n))
+                .ends_with("· ProgressDeadlineExceeded: ReplicaSet \"web-7d9\" has timed out progressing. ")
+        );
+        assert_eq!(replicas_title(None), " Replicas ");
+    }
 }

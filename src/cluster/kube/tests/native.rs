@@ -236,6 +236,21 @@ async fn scaling_the_version_the_base_runs_sizes_the_base_and_never_deletes_it()
 }
 
 #[tokio::test]
+async fn restarting_the_version_the_base_runs_restarts_the_base() {
+    let (c, mut api) = cluster(false);
+    let done = json!({"observedGeneration": 5, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3});
+    feed_native(&c, watched_base(5, 5, done), vec![]);
+    let server = async {
+        let x = api.expect("PATCH", &deployments("web")).await;
+        assert_eq!(x.content_type.as_deref(), Some(MERGE));
+        assert!(x.body["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string());
+        x.reply(200, base_deployment());
+    };
+    let (result, ()) = tokio::join!(c.restart(target(), "1.1.0"), server);
+    result.unwrap();
+}
+
+#[tokio::test]
 async fn a_native_rollout_routing_selects_both_versions_pods() {
     let (c, mut api) = cluster(false);
     let routing = Routing::follow_pods("1.0.0", "1.1.0");
