@@ -298,30 +298,22 @@ async fn rolling_then_canary_on_a_real_cluster() {
     let s = Shipdeck::new();
     let estate = file(s.data_dir(), "estate.toml", &setup.estate());
     let [v0, v1] = setup.versions.clone();
-    let deploy = |version: &str, strategy: &str| {
-        let o = s
-            .cmd(&[
-                "--estate",
-                estate.to_str().unwrap(),
-                "deploy",
-                "web",
-                version,
-                "--env",
-                "k8s",
-                "--strategy",
-                strategy,
-                "-y",
-            ])
-            .output()
-            .expect("run shipdeck");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--estate", estate.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let o = s.cmd(&all).output().expect("run shipdeck");
         (
             o.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
         )
     };
+    let deploy =
+        |version: &str, strategy: &str| run(&["deploy", "web", version, "--env", "k8s", "--strategy", strategy, "-y"]);
+    let slug0 = format!("web-{}", v0.replace('.', "-"));
     // The first version, put in place the way a person adopting shipdeck would: one recreate.
     let (code, out) = deploy(&v0, "recreate");
     assert_eq!(code, 0, "{out}");
+    // Rolling moves the app into its own (base) Deployment, then removes the version's one.
     let (code, out) = deploy(&v1, "rolling");
     assert_eq!(code, 0, "rolling: {out}");
     setup.eventually(&format!("only {v1} serves web"), 60, || setup.only("web", &v1)).await;
