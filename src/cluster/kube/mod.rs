@@ -1,5 +1,6 @@
 //! The `Cluster` primitives on plain Kubernetes, through kube-rs, for one environment (one
-//! namespace): one Deployment per version, the active/preview Services' selectors, replica-ratio
+//! namespace): native rollouts of the app's base Deployment and `rollout undo` (`native.rs`),
+//! one Deployment per version, the active/preview Services' selectors, replica-ratio
 //! canaries without a mesh, Gateway API HTTPRoute weights and header matches with one. State
 //! comes from reflectors (see `watch.rs`); the names and objects from `objects.rs`.
 //!

@@ -6,8 +6,9 @@
 //!   version lowercased with `.` and `_` turned into `-`), made by copying the app's **base
 //!   Deployment** (`[apps.kubernetes] deployment`, default the app's name): its pod template,
 //!   strategy and deadlines, with the image tag of the named container replaced by the version
-//!   (`registry/shop/web:1.0.0` → `registry/shop/web:1.1.0`). The base itself is a template:
-//!   shipdeck never changes its spec (only its `shipdeck.dev/rollout` annotation, see `record.rs`).
+//!   (`registry/shop/web:1.0.0` → `registry/shop/web:1.1.0`). For these the base is a template;
+//!   rolling and recreate roll the base itself (see `native.rs`), and the version its template
+//!   runs is sized there (never deleted).
 //! - a version's Deployment, its pods and its Service carry the labels
 //!   `app.kubernetes.io/name=<deployment>` and `shipdeck.dev/version=<version>`;
 //! - the routing shipdeck set is kept as JSON in the `shipdeck.dev/routing` annotation of the

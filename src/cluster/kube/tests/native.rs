@@ -77,6 +77,36 @@ async fn a_native_recreate_drops_the_rolling_parameters() {
     assert_eq!(body["spec"]["strategy"], json!({"type": "Recreate", "rollingUpdate": null}));
 }
 
+#[tokio::test]
+async fn a_forbidden_patch_names_the_verb_and_resource_to_grant() {
+    let (c, mut api) = cluster(false);
+    let server = async {
+        api.expect("GET", &deployments("web")).await.reply(200, base_deployment());
+        api.expect("PATCH", &deployments("web")).await.reply(
+            403,
+            status(403, "Forbidden", "deployments.apps \"web\" is forbidden: User \"ci\" cannot patch resource"),
+        );
+    };
+    let r = rollout(NativeStrategy::Recreate);
+    let (result, ()) = tokio::join!(c.native_rollout(target(), "1.1.0", &r), server);
+    let text = result.unwrap_err().to_string();
+    assert!(text.contains("forbidden: shipdeck may not patch deployments in namespace shop"), "{text}");
+}
+
+#[tokio::test]
+async fn an_undo_the_role_may_not_list_replica_sets_for_says_so() {
+    let (c, mut api) = cluster(false);
+    let server = async {
+        api.expect("GET", &deployments("web")).await.reply(200, live_base("70"));
+        api.expect("GET", &format!("/apis/apps/v1/namespaces/{NS}/replicasets"))
+            .await
+            .reply(403, status(403, "Forbidden", "replicasets.apps is forbidden"));
+    };
+    let (result, ()) = tokio::join!(c.native_undo(target(), &UndoTarget::Previous), server);
+    let text = result.unwrap_err().to_string();
+    assert!(text.contains("forbidden: shipdeck may not list replicasets in namespace shop"), "{text}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_base_whose_selector_would_not_match_is_refused_before_any_write() {
     let (c, mut api) = cluster(false);
