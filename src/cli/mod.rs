@@ -133,6 +133,9 @@ pub enum Cmd {
         /// The version to go back to (default: the previous verified one).
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+        /// On Kubernetes, this revision of the app's Deployment (`kubectl rollout undo --to-revision`).
+        #[arg(long, value_name = "N", conflicts_with = "to", value_parser = clap::value_parser!(i64).range(1..))]
+        to_revision: Option<i64>,
     },
     /// Replace the pods of a version one at a time (default: the current version).
     Restart {
@@ -333,7 +336,12 @@ fn to_engine_command(cmd: &Cmd) -> Option<(EngineCommand, Option<String>)> {
             let (app, env) = c(t);
             (EngineCommand::Retry { app, env }, None)
         }
-        Cmd::Rollback { target, to } => {
+        Cmd::Rollback { target, to, to_revision: Some(revision) } if to.is_none() => {
+            let (app, env) = c(target);
+            let warn = format!("roll {app} in {env} back to revision {revision} of its Deployment");
+            (EngineCommand::RolloutUndo { app, env, revision: *revision }, Some(warn))
+        }
+        Cmd::Rollback { target, to, .. } => {
             let (app, env) = c(target);
             let dest = to.as_deref().map_or("the previous verified version".to_string(), |v| v.to_string());
             let warn = format!("roll {app} in {env} back to {dest}");

@@ -226,6 +226,14 @@ pub enum UndoTarget {
     Version(String),
 }
 
+/// One revision of the app's own Deployment (one of its ReplicaSets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeRevision {
+    pub revision: i64,
+    /// The version its pod template runs, when shipdeck labelled it.
+    pub version: Option<String>,
+}
+
 /// What a native undo did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndoOutcome {
@@ -430,6 +438,11 @@ pub trait Cluster: Send + Sync {
         _version: &str,
         _rollout: &NativeRollout,
     ) -> Result<(), ClusterError> {
+        Err(ClusterError::Other(format!("{target} does not roll out natively")))
+    }
+
+    /// The revisions of the app's own Deployment, oldest first (`kubectl rollout history`).
+    async fn native_revisions(&self, target: &Target) -> Result<Vec<NativeRevision>, ClusterError> {
         Err(ClusterError::Other(format!("{target} does not roll out natively")))
     }
 

@@ -99,6 +99,10 @@ impl Cluster for EstateCluster {
         self.pick(t).native_rollout(t, version, rollout).await
     }
 
+    async fn native_revisions(&self, t: &Target) -> Result<Vec<NativeRevision>, ClusterError> {
+        self.pick(t).native_revisions(t).await
+    }
+
     async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<Option<UndoOutcome>, ClusterError> {
         self.pick(t).native_undo(t, to).await
     }

@@ -14,7 +14,7 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::Deploy { app, env, version, strategy, flags } => {
             let settings = lookup(inner, &env, &app)?.clone();
             let strategy = strategy.unwrap_or(settings.strategy);
-            create(inner, actor, &settings, &env, &version, strategy, ReleaseKind::Deploy, None, flags).await
+            create(inner, actor, &settings, &env, &version, strategy, ReleaseKind::Deploy, None, flags, None).await
         }
         Command::Promote { app, from, to } => promote(inner, actor, &app, &from, &to).await,
         Command::Approve { release_id } => approve(inner, actor, &release_id),
@@ -22,7 +22,8 @@ pub(super) async fn execute(engine: &Engine, actor: &str, command: Command) -> R
         Command::Resume { app, env, full } => resume(inner, actor, &env, &app, full),
         Command::Abort { app, env } => abort(inner, actor, &env, &app, false).await,
         Command::Retry { app, env } => retry(inner, actor, &env, &app),
-        Command::Rollback { app, env, to } => rollback(inner, actor, &env, &app, to).await,
+        Command::Rollback { app, env, to } => rollback(inner, actor, &env, &app, to, None).await,
+        Command::RolloutUndo { app, env, revision } => rollback(inner, actor, &env, &app, None, Some(revision)).await,
         Command::Restart { app, env, version } => restart(inner, actor, &env, &app, version).await,
         Command::SetFlag { key, enabled } => {
             let word = if enabled { "on" } else { "off" };
@@ -250,11 +251,13 @@ async fn create(
     kind: ReleaseKind,
     promoted_from: Option<String>,
     flags: Vec<crate::model::FlagSetting>,
+    undo_to: Option<i64>,
 ) -> Result<Outcome, EngineError> {
     let previous = prechecks(inner, settings, env, version, kind).await?;
     let target = Target::new(env, &settings.name);
     let mut plan = match kind {
-        ReleaseKind::Rollback => match super::native::rollback_plan(inner, &target, previous.as_deref()).await {
+        ReleaseKind::Rollback => match super::native::rollback_plan(inner, &target, previous.as_deref(), undo_to).await
+        {
             Some(p) => p,
             None => {
                 let mut p = plan::rolling(settings.replicas, settings.replicas, 0);
@@ -413,6 +416,7 @@ async fn promote(
         ReleaseKind::Promotion,
         Some(from.to_string()),
         vec![],
+        None,
     )
     .await
 }
@@ -619,15 +623,51 @@ fn retry(inner: &std::sync::Arc<Inner>, actor: &str, env: &str, app: &str) -> Re
     Ok(Outcome { message: format!("release {} restarted from step 1", r.id), release: Some(r), running: true })
 }
 
+/// The version revision `n` of the app's own Deployment runs (`--to-revision`).
+async fn revision_version(inner: &Inner, target: &Target, n: i64) -> Result<String, EngineError> {
+    if !inner.cluster.native_rollouts(target) {
+        return Err(EngineError::BadInput(format!(
+            "{target} has no Deployment revisions to go back to (it does not roll out natively: a local app, or one \
+             with an HTTPRoute); name a version with --to VERSION"
+        )));
+    }
+    let revisions = inner.cluster.native_revisions(target).await?;
+    let known: Vec<String> = revisions
+        .iter()
+        .map(|r| match &r.version {
+            Some(v) => format!("{} ({v})", r.revision),
+            None => r.revision.to_string(),
+        })
+        .collect();
+    let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+    match revisions.into_iter().find(|r| r.revision == n) {
+        None => {
+            Err(EngineError::BadInput(format!("{target}: the Deployment has no revision {n} (its revisions: {known})")))
+        }
+        Some(r) => r.version.ok_or_else(|| {
+            EngineError::BadInput(format!(
+                "{target}: revision {n} of the Deployment carries no shipdeck.dev/version label, so shipdeck cannot \
+                 tell what it runs; use `kubectl rollout undo --to-revision {n}`"
+            ))
+        }),
+    }
+}
+
 async fn rollback(
     inner: &std::sync::Arc<Inner>,
     actor: &str,
     env: &str,
     app: &str,
     to: Option<String>,
+    revision: Option<i64>,
 ) -> Result<Outcome, EngineError> {
     let settings = lookup(inner, env, app)?.clone();
     if inner.store.active_release(env, app)?.is_some() || failed_with_traffic(inner, env, app).await?.is_some() {
+        if let Some(n) = revision {
+            return Err(EngineError::Refused(format!(
+                "a release of {app} in {env} is in progress: `shipdeck rollback` returns it to its stable version;                  --to-revision {n} is for finished releases"
+            )));
+        }
         if let Some(v) = to {
             return Err(EngineError::BadInput(format!(
                 "a release of {app} in {env} is in progress: rollback returns to its stable version; --to {v} is for finished releases"
@@ -648,7 +688,21 @@ async fn rollback(
     let known_good = |v: &str| {
         history.iter().any(|r| r.version == v && was_verified(r)) || settings.initial_version.as_deref() == Some(v)
     };
+    let to = match revision {
+        Some(n) => Some(revision_version(inner, &target, n).await?),
+        None => to,
+    };
     let version = match to {
+        Some(v) if revision.is_some() => {
+            check_version(&settings, &v)?;
+            if current.as_deref() == Some(v.as_str()) {
+                return Err(EngineError::Refused(format!(
+                    "revision {} of {app}'s Deployment runs {v}, which already runs in {env}; nothing to roll back to",
+                    revision.unwrap_or_default()
+                )));
+            }
+            v
+        }
         Some(v) => {
             check_version(&settings, &v)?;
             if current.as_deref() == Some(v.as_str()) {
@@ -674,9 +728,19 @@ async fn rollback(
             }
         }
     };
-    let outcome =
-        create(inner, actor, &settings, env, &version, StrategyKind::Rolling, ReleaseKind::Rollback, None, vec![])
-            .await?;
+    let outcome = create(
+        inner,
+        actor,
+        &settings,
+        env,
+        &version,
+        StrategyKind::Rolling,
+        ReleaseKind::Rollback,
+        None,
+        vec![],
+        revision,
+    )
+    .await?;
     // The release being rolled back is marked, once the rollback exists, so history says what
     // happened to it.
     if let Some(mut last) = history.into_iter().find(|r| r.status == Status::Verified)

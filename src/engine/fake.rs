@@ -346,6 +346,14 @@ impl Cluster for FakeCluster {
         Ok(())
     }
 
+    async fn native_revisions(&self, t: &Target) -> Result<Vec<NativeRevision>, ClusterError> {
+        Ok(self
+            .revisions(t)
+            .into_iter()
+            .map(|(revision, version)| NativeRevision { revision, version: Some(version) })
+            .collect())
+    }
+
     async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<Option<UndoOutcome>, ClusterError> {
         let found = self.with(t, |w| {
             let b = w.base.as_ref()?;

@@ -76,6 +76,12 @@ pub enum Command {
         env: String,
         to: Option<String>,
     },
+    /// `kubectl rollout undo --to-revision N` of the app's own Deployment, as a rollback release.
+    RolloutUndo {
+        app: String,
+        env: String,
+        revision: i64,
+    },
     Restart {
         app: String,
         env: String,
@@ -172,6 +178,7 @@ impl Command {
             Command::Abort { .. } => "abort",
             Command::Retry { .. } => "retry",
             Command::Rollback { .. } => "rollback",
+            Command::RolloutUndo { .. } => "rollout undo",
             Command::Restart { .. } => "restart",
             Command::SetFlag { .. } => "flag",
             Command::SetFlagRollout { .. } => "flag rollout",

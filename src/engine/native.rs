@@ -59,20 +59,26 @@ pub(crate) async fn plan(
     ])
 }
 
-/// A rollback where the current version runs in the app's own Deployment: `kubectl rollout undo`.
-pub(crate) async fn rollback_plan(inner: &Inner, target: &Target, current: Option<&str>) -> Option<Vec<Step>> {
+/// A rollback where the current version runs in the app's own Deployment: `kubectl rollout undo`
+/// (to `revision` when one is given).
+pub(crate) async fn rollback_plan(
+    inner: &Inner,
+    target: &Target,
+    current: Option<&str>,
+    revision: Option<i64>,
+) -> Option<Vec<Step>> {
     let current = current?;
     if !inner.cluster.native_rollouts(target) {
         return None;
     }
     let state = inner.cluster.state(target).await.ok()?;
     base_runs(state.native.as_ref(), current)
-        .then(|| vec![Step::NativeUndo, Step::Verify { phase: VerifyPhase::PostDeploy }])
+        .then(|| vec![Step::NativeUndo { revision }, Step::Verify { phase: VerifyPhase::PostDeploy }])
 }
 
 /// Did this release move the app's own Deployment from the previous version (so going back is an undo)?
 pub(crate) fn undoes(release: &Release) -> bool {
-    release.plan.iter().any(|s| matches!(s, Step::NativeRollout { in_base: true, .. } | Step::NativeUndo))
+    release.plan.iter().any(|s| matches!(s, Step::NativeRollout { in_base: true, .. } | Step::NativeUndo { .. }))
 }
 
 fn rollout_of(ctx: &StepCtx<'_>, strategy: NativeStrategy, replicas: u32) -> NativeRollout {
@@ -126,15 +132,19 @@ fn done_note(s: &NativeStatus, version: &str) -> String {
     format!("deployment {}{revision}: {version} {}/{} updated and available", s.deployment, s.available, s.desired)
 }
 
-/// [`Step::NativeUndo`]: back to the newest revision that ran the release's version (or, when
-/// none did, a rollout to it), followed to the end.
-pub(crate) async fn undo(ctx: &StepCtx<'_>) -> StepResult {
+/// [`Step::NativeUndo`]: back to `revision`, or to the newest revision that ran the release's
+/// version (or, when none did, a rollout to it), followed to the end.
+pub(crate) async fn undo(ctx: &StepCtx<'_>, revision: Option<i64>) -> StepResult {
     let (cluster, target) = (&ctx.inner.cluster, ctx.target);
     let version = ctx.release.version.as_str();
     if let Some(current) = ctx.release.previous_version.as_deref() {
         try_step!(cluster.set_routing(target, &Routing::follow_pods(current, version)).await);
     }
-    let how = match try_step!(cluster.native_undo(target, &UndoTarget::Version(version.to_string())).await) {
+    let to = match revision {
+        Some(r) => UndoTarget::Revision(r),
+        None => UndoTarget::Version(version.to_string()),
+    };
+    let how = match try_step!(cluster.native_undo(target, &to).await) {
         Some(o) => format!("undone to revision {}", o.revision),
         None => {
             let strategy = strategy_of(StrategyKind::Rolling, ctx.settings).unwrap_or(NativeStrategy::Recreate);

@@ -224,7 +224,9 @@ impl Run {
         let n = self.release.plan.len();
         match step {
             Step::SetWeight { weight } => self.release.weight = *weight,
-            Step::Promote | Step::Switch | Step::NativeRollout { .. } | Step::NativeUndo => self.release.weight = 100,
+            Step::Promote | Step::Switch | Step::NativeRollout { .. } | Step::NativeUndo { .. } => {
+                self.release.weight = 100
+            }
             Step::RollingBatch { new, .. } => {
                 let total = self.settings.as_ref().map_or(1, |s| s.replicas.max(1));
                 self.release.weight = (new * 100 / total).min(100);

@@ -208,7 +208,7 @@ pub(crate) async fn execute(ctx: &StepCtx<'_>, step: &Step, progress: &mut Progr
         Step::NativeRollout { strategy, replicas, in_base } => {
             super::native::roll(ctx, *strategy, *replicas, *in_base).await
         }
-        Step::NativeUndo => super::native::undo(ctx).await,
+        Step::NativeUndo { revision } => super::native::undo(ctx, *revision).await,
         Step::ApplyFlags { changes } => apply_flags(ctx, changes).await,
         Step::RevertFlags { release_id } => revert_flags(ctx, release_id).await,
         Step::AbExperiment { seconds } => {

@@ -138,9 +138,12 @@ pub enum Step {
     /// (Kubernetes). `in_base`: the previous version ran in it (a rolling update of running
     /// pods); otherwise the previous version runs in its own Deployment, removed at the end.
     NativeRollout { strategy: crate::cluster::NativeStrategy, replicas: u32, in_base: bool },
-    /// `kubectl rollout undo` of the app's own Deployment to the newest revision that ran the
-    /// release's version, followed to the end.
-    NativeUndo,
+    /// `kubectl rollout undo` of the app's own Deployment to `revision` (`--to-revision`), or to
+    /// the newest revision that ran the release's version, followed to the end.
+    NativeUndo {
+        #[serde(default)]
+        revision: Option<i64>,
+    },
 }
 
 impl Step {
@@ -178,7 +181,8 @@ impl Step {
             Step::NativeRollout { strategy, replicas, .. } => {
                 format!("roll out deployment, {replicas} pods, {strategy}")
             }
-            Step::NativeUndo => "rollout undo of the deployment".into(),
+            Step::NativeUndo { revision: None } => "rollout undo of the deployment".into(),
+            Step::NativeUndo { revision: Some(r) } => format!("rollout undo of the deployment to revision {r}"),
         }
     }
 }

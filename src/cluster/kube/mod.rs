@@ -524,6 +524,12 @@ impl Cluster for KubeCluster {
         self.rollout_base(t, version, rollout).await
     }
 
+    async fn native_revisions(&self, t: &Target) -> Result<Vec<NativeRevision>, ClusterError> {
+        let o = self.objects(t)?;
+        let (_, owned) = self.history(t, &o.deployment).await?;
+        Ok(native::revisions(&owned))
+    }
+
     async fn native_undo(&self, t: &Target, to: &UndoTarget) -> Result<Option<UndoOutcome>, ClusterError> {
         self.undo_base(t, to).await
     }

@@ -29,7 +29,8 @@ use super::errors::Action;
 use super::objects::{APP_LABEL, FIELD_MANAGER, VERSION_LABEL, retag};
 use super::{ApiFailure, KubeCluster};
 use crate::cluster::{
-    ClusterError, NativeCondition, NativeRollout, NativeStatus, NativeStrategy, Target, UndoOutcome, UndoTarget,
+    ClusterError, NativeCondition, NativeRevision, NativeRollout, NativeStatus, NativeStrategy, Target, UndoOutcome,
+    UndoTarget,
 };
 use crate::model::KubeObjects;
 
@@ -179,6 +180,16 @@ fn rs_version(rs: &ReplicaSet) -> Option<String> {
     t.metadata.as_ref()?.labels.as_ref()?.get(VERSION_LABEL).cloned()
 }
 
+/// The Deployment's revisions, oldest first.
+pub fn revisions(owned: &[ReplicaSet]) -> Vec<NativeRevision> {
+    let mut out: Vec<NativeRevision> = owned
+        .iter()
+        .filter_map(|rs| Some(NativeRevision { revision: revision(&rs.metadata)?, version: rs_version(rs) }))
+        .collect();
+    out.sort_by_key(|r| r.revision);
+    out
+}
+
 /// The revision `to` asks for among the Deployment's ReplicaSets, as kubectl picks it.
 fn pick<'a>(name: &str, owned: &'a [ReplicaSet], to: &UndoTarget) -> Result<(i64, &'a ReplicaSet), String> {
     let mut numbered: Vec<(i64, &ReplicaSet)> =
@@ -281,10 +292,8 @@ impl KubeCluster {
     pub(super) async fn undo_base(&self, t: &Target, to: &UndoTarget) -> Result<Option<UndoOutcome>, ClusterError> {
         let o = self.objects(t)?;
         let name = o.deployment.as_str();
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
-        let sets: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.namespace);
         for attempt in 1..=2 {
-            let d = self.call(t, Action::new("get", "deployments", name), || api.get(name)).await?;
+            let (d, owned) = self.history(t, name).await?;
             if d.spec.as_ref().and_then(|s| s.paused) == Some(true) {
                 return Err(self.plain(
                     t,
@@ -294,20 +303,6 @@ impl KubeCluster {
                     ),
                 ));
             }
-            let selector = d.spec.as_ref().and_then(|s| serde_json::to_value(&s.selector).ok());
-            let Some(selector) = selector.as_ref().and_then(super::argo::label_selector) else {
-                return Err(self.plain(t, format!("Deployment {name} has no usable spec.selector")));
-            };
-            let lp = ListParams::default().labels(&selector);
-            let list = self.call(t, Action::new("list", "replicasets", ""), || sets.list(&lp)).await?;
-            let uid = d.metadata.uid.clone().unwrap_or_default();
-            let owned: Vec<ReplicaSet> = list
-                .items
-                .into_iter()
-                .filter(|rs| {
-                    rs.metadata.owner_references.iter().flatten().any(|r| r.controller == Some(true) && r.uid == uid)
-                })
-                .collect();
             let (revision, rs) = match pick(name, &owned, to) {
                 Ok(found) => found,
                 Err(_) if matches!(to, UndoTarget::Version(_)) => return Ok(None),
@@ -324,6 +319,29 @@ impl KubeCluster {
             }
         }
         Err(self.plain(t, format!("Deployment {name} kept changing while shipdeck undid its rollout; try again")))
+    }
+
+    /// The Deployment as it is now, and the ReplicaSets its selector matches and it controls
+    /// (read from the API, as kubectl does: the reflector holds only shipdeck-labelled ones).
+    pub(super) async fn history(&self, t: &Target, name: &str) -> Result<(Deployment, Vec<ReplicaSet>), ClusterError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let sets: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.namespace);
+        let d = self.call(t, Action::new("get", "deployments", name), || api.get(name)).await?;
+        let selector = d.spec.as_ref().and_then(|s| serde_json::to_value(&s.selector).ok());
+        let Some(selector) = selector.as_ref().and_then(super::argo::label_selector) else {
+            return Err(self.plain(t, format!("Deployment {name} has no usable spec.selector")));
+        };
+        let lp = ListParams::default().labels(&selector);
+        let list = self.call(t, Action::new("list", "replicasets", ""), || sets.list(&lp)).await?;
+        let uid = d.metadata.uid.clone().unwrap_or_default();
+        let owned = list
+            .items
+            .into_iter()
+            .filter(|rs| {
+                rs.metadata.owner_references.iter().flatten().any(|r| r.controller == Some(true) && r.uid == uid)
+            })
+            .collect();
+        Ok((d, owned))
     }
 
     /// A JSON patch (`application/json-patch+json`) of a Deployment, field manager `shipdeck`.

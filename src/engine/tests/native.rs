@@ -105,7 +105,7 @@ async fn rolling_back_a_native_release_is_a_rollout_undo() {
     w.run(deploy("1.5.0-slow", StrategyKind::Rolling)).await;
     let back = w.run(Command::Rollback { app: "web".into(), env: "dev".into(), to: None }).await;
     assert_eq!((back.version.as_str(), back.status), ("1.1.0", Status::Verified), "{:?}", back.reason);
-    assert_eq!(first_step(&back), Step::NativeUndo);
+    assert_eq!(first_step(&back), Step::NativeUndo { revision: None });
     assert_eq!(w.cluster.revisions(&dev()).last(), Some(&(3, "1.1.0".to_string())));
     assert_eq!(w.routing(), Routing::all_to("1.1.0"));
     assert_eq!(w.replicas("1.5.0-slow").await, 0);
@@ -119,4 +119,25 @@ async fn other_strategies_and_clusters_without_native_rollouts_keep_the_batches(
     let plain = world();
     let r = plain.run(deploy("1.1.0", StrategyKind::Rolling)).await;
     assert!(r.plan.iter().all(|s| !matches!(s, Step::NativeRollout { .. })) && r.status == Status::Verified);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollout_undo_to_a_revision_goes_back_to_what_it_ran() {
+    let w = native_world();
+    w.run(deploy("1.1.0", StrategyKind::Rolling)).await;
+    w.run(deploy("1.5.0-slow", StrategyKind::Rolling)).await;
+    let undo = |revision| Command::RolloutUndo { app: "web".into(), env: "dev".into(), revision };
+    let e = w.engine.execute("bob", undo(9)).await.unwrap_err().to_string();
+    assert!(e.contains("the Deployment has no revision 9 (its revisions: 1 (1.1.0), 2 (1.5.0-slow))"), "{e}");
+    let e = w.engine.execute("bob", undo(2)).await.unwrap_err().to_string();
+    assert!(e.contains("already runs"), "{e}");
+    let back = w.run(undo(1)).await;
+    assert_eq!((back.version.as_str(), back.kind, back.status), ("1.1.0", ReleaseKind::Rollback, Status::Verified));
+    assert_eq!(first_step(&back), Step::NativeUndo { revision: Some(1) });
+    assert_eq!(w.cluster.revisions(&dev()).last(), Some(&(3, "1.1.0".to_string())));
+    assert_eq!(w.routing(), Routing::all_to("1.1.0"));
+
+    let plain = world();
+    let e = plain.engine.execute("bob", undo(1)).await.unwrap_err().to_string();
+    assert!(e.contains("does not roll out natively") && e.contains("--to VERSION"), "{e}");
 }

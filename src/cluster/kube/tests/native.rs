@@ -439,3 +439,13 @@ async fn a_version_no_revision_ran_is_none_and_nothing_is_written() {
     let (result, ()) = tokio::join!(c.native_undo(target(), &to), server);
     assert_eq!(result.unwrap(), None);
 }
+
+#[tokio::test]
+async fn the_revisions_are_the_replica_sets_the_deployment_controls() {
+    let (c, mut api) = cluster(false);
+    let server = serve_undo_reads(&mut api, "70");
+    let (result, ()) = tokio::join!(c.native_revisions(target()), server);
+    let got: Vec<(i64, Option<String>)> = result.unwrap().into_iter().map(|r| (r.revision, r.version)).collect();
+    let want = [(2, "0.9.0"), (3, "1.0.0"), (4, "1.1.0")].map(|(r, v)| (r, Some(v.to_string())));
+    assert_eq!(got, want.to_vec(), "oldest first, another Deployment's ReplicaSet left out");
+}
