@@ -24,12 +24,14 @@ const SILENCE_GRACE: Duration = Duration::from_secs(60);
 
 fn strategy_of(kind: StrategyKind, s: &AppSettings) -> Option<NativeStrategy> {
     match kind {
-        StrategyKind::Rolling => {
-            Some(NativeStrategy::Rolling { max_surge: s.rolling.max_surge, max_unavailable: s.rolling.max_unavailable })
-        }
+        StrategyKind::Rolling => Some(rolling(s)),
         StrategyKind::Recreate => Some(NativeStrategy::Recreate),
         _ => None,
     }
+}
+
+fn rolling(s: &AppSettings) -> NativeStrategy {
+    NativeStrategy::Rolling { max_surge: s.rolling.max_surge, max_unavailable: s.rolling.max_unavailable }
 }
 
 /// Does the app's own Deployment run `version` now?
@@ -147,8 +149,8 @@ pub(crate) async fn undo(ctx: &StepCtx<'_>, revision: Option<i64>) -> StepResult
     let how = match try_step!(cluster.native_undo(target, &to).await) {
         Some(o) => format!("undone to revision {}", o.revision),
         None => {
-            let strategy = strategy_of(StrategyKind::Rolling, ctx.settings).unwrap_or(NativeStrategy::Recreate);
-            try_step!(cluster.native_rollout(target, version, &rollout_of(ctx, strategy, ctx.settings.replicas)).await);
+            let rollout = rollout_of(ctx, rolling(ctx.settings), ctx.settings.replicas);
+            try_step!(cluster.native_rollout(target, version, &rollout).await);
             format!("no revision ran {version}: rolled out to it")
         }
     };
@@ -209,10 +211,8 @@ pub(crate) async fn restore(ctx: &StepCtx<'_>, prev: &str) -> (Vec<String>, Resu
     match cluster.native_undo(target, &UndoTarget::Version(prev.to_string())).await {
         Ok(Some(_)) => {}
         Ok(None) => {
-            let strategy = strategy_of(StrategyKind::Rolling, ctx.settings).unwrap_or(NativeStrategy::Recreate);
-            if let Err(e) =
-                cluster.native_rollout(target, prev, &rollout_of(ctx, strategy, ctx.settings.replicas)).await
-            {
+            let rollout = rollout_of(ctx, rolling(ctx.settings), ctx.settings.replicas);
+            if let Err(e) = cluster.native_rollout(target, prev, &rollout).await {
                 notes.push(format!("rolling the deployment back to {prev} failed: {e}"));
             }
         }
