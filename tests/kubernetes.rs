@@ -293,23 +293,19 @@ version = "{v1}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster in $KUBECONFIG"]
-async fn rolling_then_canary_on_a_real_cluster() {
+async fn rolling_moves_into_the_base_rolls_natively_undoes_and_a_canary_scales_the_base_to_zero() {
     let setup = e2e::setup("rc").await;
     let s = Shipdeck::new();
     let estate = file(s.data_dir(), "estate.toml", &setup.estate());
     let [v0, v1] = setup.versions.clone();
-    let run = |args: &[&str]| {
-        let mut all = vec!["--estate", estate.to_str().unwrap()];
-        all.extend_from_slice(args);
-        let o = s.cmd(&all).output().expect("run shipdeck");
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
-        )
+    let deploy = |version: &str, strategy: &str| {
+        shipdeck(&s, &estate, &["deploy", "web", version, "--env", "k8s", "--strategy", strategy, "-y"])
     };
-    let deploy =
-        |version: &str, strategy: &str| run(&["deploy", "web", version, "--env", "k8s", "--strategy", strategy, "-y"]);
-    let slug0 = format!("web-{}", v0.replace('.', "-"));
+    let base_replicas = || async {
+        let api =
+            kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(setup.client.clone(), &setup.namespace);
+        api.get("web").await.expect("the base Deployment exists").spec.and_then(|s| s.replicas)
+    };
     // The first version, put in place the way a person adopting shipdeck would: one recreate.
     let (code, out) = deploy(&v0, "recreate");
     assert_eq!(code, 0, "{out}");
@@ -317,9 +313,18 @@ async fn rolling_then_canary_on_a_real_cluster() {
     let (code, out) = deploy(&v1, "rolling");
     assert_eq!(code, 0, "rolling: {out}");
     setup.eventually(&format!("only {v1} serves web"), 60, || setup.only("web", &v1)).await;
+    assert_eq!(base_replicas().await, Some(2), "the app runs in its Deployment");
+    // From then on rolling is the Deployment's own rolling update, and a rollback its undo.
+    let (code, out) = deploy(&v0, "rolling");
+    assert_eq!(code, 0, "native rolling: {out}");
+    setup.eventually(&format!("native rolling: only {v0} serves web"), 60, || setup.only("web", &v0)).await;
+    let (code, out) = shipdeck(&s, &estate, &["rollback", "web", "--env", "k8s", "-y"]);
+    assert_eq!(code, 0, "rollout undo: {out}");
+    setup.eventually(&format!("undo: only {v1} serves web"), 60, || setup.only("web", &v1)).await;
     let (code, out) = deploy(&v0, "canary");
     assert_eq!(code, 0, "canary: {out}");
     setup.eventually(&format!("only {v0} serves web"), 60, || setup.only("web", &v0)).await;
+    assert_eq!(base_replicas().await, Some(0), "the base is scaled to 0, never deleted");
     setup.teardown().await;
 }
 

@@ -180,8 +180,8 @@ mod claims;
 mod emergency;
 mod flag_rollout;
 mod foreign;
-mod traffic;
 mod native;
+mod traffic;
 
 #[tokio::test(start_paused = true)]
 async fn a_good_canary_walks_every_step_and_ends_verified() {
