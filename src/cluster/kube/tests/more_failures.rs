@@ -125,6 +125,7 @@ async fn a_watch_refused_after_listing_is_said_in_the_state_and_the_console() {
                 (Some("pods"), false) => x.reply(200, list("Pod")),
                 (Some("deployments"), false) => x.reply(200, list("Deployment")),
                 (Some("services"), false) => x.reply(200, list("Service")),
+                (Some("replicasets"), false) => x.reply(200, list("ReplicaSet")),
                 _ => x.hold(&mut api),
             }
         }
