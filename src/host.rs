@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::cluster::kube::KubeCluster;
 use crate::cluster::kube::record::AuditEvent;
+use crate::cluster::kube::switch::CurrentClusters;
 use crate::cluster::local::LocalCluster;
 use crate::cluster::routed::{EstateCluster, UnavailableCluster};
 use crate::cluster::{Cluster, Target};
@@ -339,9 +340,14 @@ fn spawn_follow_rollouts(engine: &Engine, targets: Vec<Target>) -> Option<tokio:
     Some(tokio::spawn(async move {
         loop {
             engine.cluster().news_changed().await;
-            let taken = follow_rollouts(&engine, &targets);
-            if !taken.is_empty() {
-                tracing::debug!("followed rollouts driven elsewhere: {}", taken.join(", "));
+            // The store is SQLite: its reads and writes do not belong on the runtime's threads.
+            let (e, t) = (engine.clone(), targets.clone());
+            match tokio::task::spawn_blocking(move || follow_rollouts(&e, &t)).await {
+                Ok(taken) if !taken.is_empty() => {
+                    tracing::debug!("followed rollouts driven elsewhere: {}", taken.join(", "))
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("following rollouts driven elsewhere: {e}"),
             }
         }
     }))
@@ -351,12 +357,14 @@ fn spawn_follow_rollouts(engine: &Engine, targets: Vec<Target>) -> Option<tokio:
 /// cursor, status) into the `shipdeck.dev/rollout` annotation of the app's base Deployment,
 /// and each release change and step as a Kubernetes Event on it. Best effort: a write that
 /// fails is logged, never holds a release back. Nothing with `--readonly`: it writes.
+/// Each write goes to the cluster the environment uses *now* (`:ctx`/`:ns` move it).
 pub(crate) fn spawn_kube_audit(
     engine: &Engine,
-    clusters: BTreeMap<String, Arc<KubeCluster>>,
+    clusters: CurrentClusters,
+    any_kube: bool,
 ) -> Option<tokio::task::JoinHandle<()>> {
     use tokio::sync::broadcast::error::RecvError;
-    if clusters.is_empty() || engine.readonly() {
+    if !any_kube || engine.readonly() {
         return None;
     }
     let mut events = engine.subscribe();
@@ -418,6 +426,10 @@ impl Host {
         };
         let store = Arc::new(Store::open(&paths::store_file(data_dir))?);
         let (by_env, kube) = kubernetes_clusters(&estate).await;
+        let current = CurrentClusters::default();
+        for (env, k) in &kube {
+            current.set(env, k);
+        }
         // Before marking: a rollout another console left in a cluster shows here as interrupted.
         for k in kube.values() {
             take_over_rollouts(&store, k).await;
@@ -450,8 +462,9 @@ impl Host {
             for (env, k) in &kube {
                 argo.watch(env, k.client(), k.namespace());
             }
-            let switcher =
-                crate::cluster::kube::switch::Switcher::new(estate.clone(), routed.clone(), connector).with_argo(argo);
+            let switcher = crate::cluster::kube::switch::Switcher::new(estate.clone(), routed.clone(), connector)
+                .with_argo(argo)
+                .with_current(current.clone());
             (routed, Some(Arc::new(switcher)))
         };
         let engine = Engine::new(estate.clone(), engine_cluster, cluster.clone(), store.clone(), readonly);
@@ -461,7 +474,9 @@ impl Host {
         // Every Kubernetes environment's: one that could not connect may be switched (`:ctx`) to one that can.
         let on_kube = |t: &Target| estate.env(&t.env).is_some_and(|e| !e.cluster.is_local());
         let kube_targets: Vec<Target> = estate.targets().into_iter().map(|(t, _)| t).filter(on_kube).collect();
-        let kube_audit = spawn_kube_audit(&engine, kube);
+        // The clusters live in the engine's EstateCluster from here: one switched away from stops.
+        drop(kube);
+        let kube_audit = spawn_kube_audit(&engine, current, !kube_targets.is_empty());
         let kube_follow = spawn_follow_rollouts(&engine, kube_targets);
         engine.attach_flag_metrics(cluster.clone());
         let opened: Result<Arc<dyn FlagStore>, FlagError> = match named {

@@ -52,7 +52,7 @@ pub struct Live {
     events: Mutex<Mirror<ClusterEvent>>,
     /// The last error of each live watch and since when, cleared when it recovers.
     errors: Mutex<BTreeMap<&'static str, (DateTime<Utc>, String)>>,
-    /// Leases or rollouts changed.
+    /// A rollout watched changed.
     changed: tokio::sync::Notify,
 }
 
@@ -70,30 +70,41 @@ impl<V> Default for Mirror<V> {
 }
 
 impl<V> Mirror<V> {
-    fn apply<K: ::kube::Resource>(&mut self, event: watcher::Event<K>, convert: &dyn Fn(&K) -> Option<V>) {
+    /// Apply one watch event; true when what is shown (`now`) changed.
+    fn apply<K: ::kube::Resource>(&mut self, event: watcher::Event<K>, convert: &dyn Fn(&K) -> Option<V>) -> bool
+    where
+        V: PartialEq,
+    {
         match event {
-            watcher::Event::Init => self.relisting = Some(HashMap::new()),
+            watcher::Event::Init => {
+                self.relisting = Some(HashMap::new());
+                false
+            }
             watcher::Event::InitApply(o) => {
                 if let (Some(v), Some(into)) = (convert(&o), self.relisting.as_mut()) {
                     into.insert(o.name_any(), v);
                 }
+                false
             }
-            watcher::Event::InitDone => {
-                if let Some(all) = self.relisting.take() {
+            watcher::Event::InitDone => match self.relisting.take() {
+                Some(all) if all != self.now => {
                     self.now = all;
+                    true
                 }
-            }
-            watcher::Event::Apply(o) => match convert(&o) {
-                Some(v) => {
-                    self.now.insert(o.name_any(), v);
-                }
-                None => {
-                    self.now.remove(&o.name_any());
-                }
+                _ => false,
             },
-            watcher::Event::Delete(o) => {
-                self.now.remove(&o.name_any());
+            watcher::Event::Apply(o) => {
+                let name = o.name_any();
+                match convert(&o) {
+                    Some(v) if self.now.get(&name) == Some(&v) => false,
+                    Some(v) => {
+                        self.now.insert(name, v);
+                        true
+                    }
+                    None => self.now.remove(&name).is_some(),
+                }
             }
+            watcher::Event::Delete(o) => self.now.remove(&o.name_any()).is_some(),
         }
     }
 }
@@ -246,7 +257,7 @@ impl KubeCluster {
         (leases, self.live.rollouts.lock().unwrap_or_else(|e| e.into_inner()).now.len())
     }
 
-    /// Until the Leases or rollouts watched changed (a change with nobody waiting is kept).
+    /// Until a rollout watched changed (a change with nobody waiting is kept).
     pub(super) async fn live_changed(&self) {
         self.live.changed.notified().await
     }
@@ -274,7 +285,7 @@ fn follow<K, V, C>(
 where
     K: ::kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     K::DynamicType: Default,
-    V: Send + 'static,
+    V: PartialEq + Send + 'static,
     C: Fn(&K) -> Option<V> + Send + 'static,
 {
     let cluster = cluster.clone();
@@ -285,14 +296,16 @@ where
             let Some(c) = cluster.upgrade() else { break };
             match item {
                 Ok(event) => {
-                    {
+                    let changed = {
                         let mut mirror = pick(&c.live).lock().unwrap_or_else(|e| e.into_inner());
-                        mirror.apply(event, &convert);
+                        let changed = mirror.apply(event, &convert);
                         after(&mut mirror);
-                    }
+                        changed
+                    };
                     c.live.errors.lock().unwrap_or_else(|e| e.into_inner()).remove(resource);
-                    // Events are read when shown; leases and rollouts are followed by the host.
-                    if resource != "events" {
+                    // Leases and Events are read when shown; only a rollout that changed is
+                    // followed by the host (a Lease renewal every 5 s wakes nobody).
+                    if changed && pick_wakes(resource) {
                         c.live.changed.notify_one();
                     }
                 }
@@ -308,6 +321,11 @@ where
             }
         }
     })
+}
+
+/// Whose changes wake [`KubeCluster::live_changed`]: the base Deployments' rollouts.
+fn pick_wakes(resource: &str) -> bool {
+    resource == "deployments"
 }
 
 fn watch_error(c: &KubeCluster, resource: &'static str, e: &watcher::Error) -> String {
@@ -385,5 +403,28 @@ mod tests {
         assert_eq!(m.now.len(), EVENTS_KEPT);
         let oldest = m.now.values().map(|e| e.at).min();
         assert_eq!(oldest, Some(t0 + chrono::Duration::seconds((EVENTS_KEPT / 4 + 1) as i64)));
+    }
+
+    /// Only a change of what is shown counts: a Lease renewed every 5 s, or a rollout written
+    /// again unchanged, wakes nothing (the host's follower reads the store on each wake).
+    #[test]
+    fn only_a_change_of_what_is_shown_counts_and_only_rollouts_wake_the_follower() {
+        let lease = |name: &str, holder: &str| Lease {
+            metadata: ::kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+            spec: Some(LeaseSpec { holder_identity: Some(holder.into()), ..Default::default() }),
+        };
+        let holder = |l: &Lease| l.spec.as_ref().and_then(|s| s.holder_identity.clone());
+        let mut m: Mirror<String> = Mirror::default();
+        assert!(!m.apply(watcher::Event::Init, &holder));
+        assert!(!m.apply(watcher::Event::InitApply(lease("a", "alice")), &holder));
+        assert!(m.apply(watcher::Event::InitDone, &holder), "the first list is a change");
+        assert!(!m.apply(watcher::Event::Apply(lease("a", "alice")), &holder), "the same again");
+        assert!(m.apply(watcher::Event::Apply(lease("a", "bob")), &holder));
+        assert!(!m.apply(watcher::Event::Init, &holder));
+        assert!(!m.apply(watcher::Event::InitApply(lease("a", "bob")), &holder));
+        assert!(!m.apply(watcher::Event::InitDone, &holder), "a re-list of the same");
+        assert!(m.apply(watcher::Event::Delete(lease("a", "bob")), &holder));
+        assert!(!m.apply(watcher::Event::Delete(lease("a", "bob")), &holder), "gone already");
+        assert!(pick_wakes("deployments") && !pick_wakes("leases") && !pick_wakes("events"));
     }
 }

@@ -26,6 +26,23 @@ pub struct KubePlace {
     pub namespace: String,
 }
 
+/// The Kubernetes cluster each environment uses now, kept up to date by [`Switcher::switch`],
+/// for the tasks that write to it as releases go (the rollout annotation, audit Events). Weak:
+/// the engine's [`EstateCluster`] owns the clusters, so one switched away from stops with it.
+#[derive(Clone, Default)]
+pub struct CurrentClusters(Arc<Mutex<BTreeMap<String, std::sync::Weak<KubeCluster>>>>);
+
+impl CurrentClusters {
+    pub fn set(&self, env: &str, cluster: &Arc<KubeCluster>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(env.to_string(), Arc::downgrade(cluster));
+    }
+
+    /// The cluster `env` uses now, if it is on Kubernetes and connected.
+    pub fn get(&self, env: &str) -> Option<Arc<KubeCluster>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(env).and_then(std::sync::Weak::upgrade)
+    }
+}
+
 /// Clients for the kubeconfig's contexts.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -83,6 +100,8 @@ pub struct Switcher {
     switching: tokio::sync::Mutex<()>,
     /// The environments' Argo Rollouts watches, moved with them (when the console watches them).
     argo: Option<Arc<ArgoWatches>>,
+    /// The clusters the audit writer follows, moved with a switch.
+    current: Option<CurrentClusters>,
 }
 
 impl Switcher {
@@ -105,7 +124,14 @@ impl Switcher {
             contexts: Mutex::new(contexts),
             switching: Default::default(),
             argo: None,
+            current: None,
         }
+    }
+
+    /// Keep `current` pointing at each switched environment's new cluster.
+    pub fn with_current(mut self, current: CurrentClusters) -> Self {
+        self.current = Some(current);
+        self
     }
 
     /// Also watch each environment's Argo Rollouts, and move that watch with a switch.
@@ -195,6 +221,9 @@ impl Switcher {
         cluster.start_live();
         if let Some(argo) = &self.argo {
             argo.watch(env, cluster.client(), &next.namespace);
+        }
+        if let Some(current) = &self.current {
+            current.set(env, &cluster);
         }
         self.clusters.replace(env, cluster);
         self.places.lock().unwrap_or_else(|e| e.into_inner()).insert(env.to_string(), next.clone());

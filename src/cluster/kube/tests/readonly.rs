@@ -140,7 +140,9 @@ async fn a_readonly_shipdeck_only_gets_lists_and_watches() {
     let engine = engine_over(&kube, store.clone(), true);
     let flags = Arc::new(crate::flags::KubeFlagStore::new(client.clone(), NS, "flags"));
     engine.attach_flags(flags.clone());
-    let audit = crate::host::spawn_kube_audit(&engine, [("prod".to_string(), kube.clone())].into());
+    let current = crate::cluster::kube::switch::CurrentClusters::default();
+    current.set("prod", &kube);
+    let audit = crate::host::spawn_kube_audit(&engine, current, true);
     assert!(audit.is_none(), "no rollout annotation or Event is written read-only");
 
     // The console's reads: state, watch, the snapshot it draws, the flags.

@@ -125,3 +125,31 @@ async fn a_switch_that_cannot_work_leaves_the_environment_where_it_was() {
     assert_eq!(switcher.places().get("prod"), Some(&place("kind-a", "shop")));
     assert!(matches!(routed.state(&web).await, Err(ClusterError::Unreachable { .. })), "still the old cluster");
 }
+
+/// The writers that follow the engine (rollout annotation, audit Events) look the environment's
+/// cluster up at each write: after `:ns` they write to the new namespace, and the cluster
+/// switched away from is not kept alive by them.
+#[tokio::test]
+async fn the_audit_writers_follow_a_switch_and_do_not_keep_the_old_cluster() {
+    let (switcher, _routed, mut servers) = switcher();
+    let current = crate::cluster::kube::switch::CurrentClusters::default();
+    let switcher = Arc::new(Arc::into_inner(switcher).unwrap().with_current(current.clone()));
+    assert!(current.get("prod").is_none(), "prod did not connect at start");
+
+    let s = switcher.clone();
+    let switched = tokio::spawn(async move { s.switch("prod", Some("kind-b".into()), None).await });
+    let (_, mut api) = servers.recv().await.unwrap();
+    serve_new_cluster(&mut api, "shop").await;
+    switched.await.unwrap().unwrap();
+    let first = Arc::downgrade(&current.get("prod").expect("the audit finds prod's cluster once it connected"));
+    assert_eq!(first.upgrade().map(|k| k.namespace().to_string()).as_deref(), Some("shop"));
+
+    let s = switcher.clone();
+    let switched = tokio::spawn(async move { s.switch("prod", None, Some("shop-canary".into())).await });
+    let (_, mut api2) = servers.recv().await.unwrap();
+    serve_new_cluster(&mut api2, "shop-canary").await;
+    switched.await.unwrap().unwrap();
+    assert_eq!(current.get("prod").map(|k| k.namespace().to_string()).as_deref(), Some("shop-canary"));
+    assert!(first.upgrade().is_none(), "the cluster switched away from is dropped, its watches with it");
+    drop(api);
+}
