@@ -21,6 +21,7 @@ pub mod native;
 pub mod objects;
 mod probe;
 pub mod record;
+pub mod slim;
 mod state;
 pub mod switch;
 mod watches;

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
+
+use super::slim::{ContainerView, PodView};
 use serde_json::Value;
 
 use super::KubeCluster;
@@ -73,7 +75,8 @@ impl KubeCluster {
         }
         let pods = self.stores.pods.state();
         let no_pod = || ClusterError::NoReadyPod { target: t.to_string(), version: version.to_string() };
-        let pod: &Arc<Pod> = pods.iter().find(|p| p.metadata.name.as_deref() == Some(pod_name)).ok_or_else(no_pod)?;
+        let pod: &Arc<PodView> =
+            pods.iter().find(|p| p.metadata.name.as_deref() == Some(pod_name)).ok_or_else(no_pod)?;
         let port = probe_port(pod, &o.container).ok_or_else(|| ClusterError::Probe {
             target: t.to_string(),
             path: path.to_string(),
@@ -197,9 +200,9 @@ fn service_port(s: &Service) -> Option<String> {
 }
 
 /// The named container's first port, else the first port any container declares.
-fn probe_port(pod: &Pod, container: &str) -> Option<i32> {
-    let spec = pod.spec.as_ref()?;
-    let first = |c: &k8s_openapi::api::core::v1::Container| c.ports.as_ref()?.first().map(|p| p.container_port);
+fn probe_port(pod: &PodView, container: &str) -> Option<i32> {
+    let spec = &pod.spec;
+    let first = |c: &ContainerView| c.ports.first().map(|p| p.container_port);
     spec.containers
         .iter()
         .find(|c| c.name == container)

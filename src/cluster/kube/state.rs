@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use ::kube::api::DynamicObject;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::objects::{APP_LABEL, ROUTING_ANNOTATION, VERSION_LABEL, version_service_name};
+use super::slim::PodView;
 use crate::cluster::{PodPhase, PodState, Routing, VersionReplicas, WorkloadState};
 use crate::model::KubeObjects;
 
@@ -17,7 +18,7 @@ use crate::model::KubeObjects;
 #[derive(Default)]
 pub struct Snapshot {
     pub deployments: Vec<Arc<Deployment>>,
-    pub pods: Vec<Arc<Pod>>,
+    pub pods: Vec<Arc<PodView>>,
     pub services: Vec<Arc<Service>>,
     pub routes: Vec<Arc<DynamicObject>>,
     pub replica_sets: Vec<Arc<ReplicaSet>>,
@@ -30,7 +31,7 @@ pub struct Snapshot {
 #[derive(Default)]
 pub struct Index {
     deployments: HashMap<String, Vec<Arc<Deployment>>>,
-    pods: HashMap<String, Vec<Arc<Pod>>>,
+    pods: HashMap<String, Vec<Arc<PodView>>>,
     services: HashMap<String, Arc<Service>>,
     routes: HashMap<String, Arc<DynamicObject>>,
     /// The base Deployments' ReplicaSets, by the name of the Deployment that controls them.
@@ -238,18 +239,15 @@ fn route_weights(
     out
 }
 
-fn pod_state(p: &Pod, version: &str) -> PodState {
-    let status = p.status.clone().unwrap_or_default();
-    let containers = status.container_statuses.clone().unwrap_or_default();
-    let waiting: Vec<String> =
-        containers.iter().filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone()).collect();
-    let ready =
-        status.conditions.as_ref().is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+fn pod_state(p: &PodView, version: &str) -> PodState {
+    let status = &p.status;
+    let waiting: Vec<&str> =
+        status.container_statuses.iter().filter_map(|c| c.state.waiting.as_ref()?.reason.as_deref()).collect();
     let phase = if p.metadata.deletion_timestamp.is_some() {
         PodPhase::Terminating
-    } else if waiting.iter().any(|r| r == "CrashLoopBackOff") {
+    } else if waiting.contains(&"CrashLoopBackOff") {
         PodPhase::CrashLoopBackOff
-    } else if waiting.iter().any(|r| r == "ImagePullBackOff" || r == "ErrImagePull" || r == "InvalidImageName") {
+    } else if waiting.iter().any(|r| *r == "ImagePullBackOff" || *r == "ErrImagePull" || *r == "InvalidImageName") {
         PodPhase::ImagePullBackOff
     } else if status.phase.as_deref() == Some("Running") {
         PodPhase::Running
@@ -260,8 +258,8 @@ fn pod_state(p: &Pod, version: &str) -> PodState {
         name: p.metadata.name.clone().unwrap_or_default(),
         version: version.to_string(),
         phase,
-        ready,
-        restarts: containers.iter().map(|c| c.restart_count.max(0) as u32).sum(),
-        address: status.pod_ip,
+        ready: status.ready,
+        restarts: status.container_statuses.iter().map(|c| c.restart_count.max(0) as u32).sum(),
+        address: status.pod_ip.clone(),
     }
 }

@@ -11,18 +11,19 @@ use ::kube::runtime::reflector::{self, Store, store::Writer};
 use ::kube::runtime::{WatchStreamExt, watcher};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec, PodStatus, Service};
+use k8s_openapi::api::core::v1::Service;
 
 use super::KubeCluster;
 use super::errors::{Action, describe};
 use super::objects::VERSION_LABEL;
+use super::slim::{PodView, slim};
 use super::state::Snapshot;
 
 /// Readers of what the watches hold.
 #[derive(Clone)]
 pub struct Stores {
     pub deployments: Store<Deployment>,
-    pub pods: Store<Pod>,
+    pub pods: Store<PodView>,
     pub services: Store<Service>,
     pub routes: Store<DynamicObject>,
     pub replica_sets: Store<ReplicaSet>,
@@ -31,7 +32,7 @@ pub struct Stores {
 /// The writing ends, handed to the watch tasks when they start (or fed by tests).
 pub struct Writers {
     pub deployments: Writer<Deployment>,
-    pub pods: Writer<Pod>,
+    pub pods: Writer<PodView>,
     pub services: Writer<Service>,
     pub routes: Writer<DynamicObject>,
     pub replica_sets: Writer<ReplicaSet>,
@@ -137,7 +138,8 @@ impl KubeCluster {
                 "deployments",
                 trim_deployment,
             ),
-            spawn_watch(Api::namespaced(self.client.clone(), ns), labelled, writers.pods, &me, "pods", trim_pod),
+            // Pods are kept as views: only what the state and the probe read is decoded at all.
+            spawn_watch(Api::namespaced(self.client.clone(), ns), labelled, writers.pods, &me, "pods", keep),
             spawn_watch(
                 Api::namespaced(self.client.clone(), ns),
                 watcher::Config::default(),
@@ -217,41 +219,6 @@ fn trim_deployment(d: &mut Deployment) {
     }
 }
 
-/// Keeps what the state and the probe read of a pod: its name, labels, containers' names and
-/// ports, phase, conditions, container states and address. With 15,000 pods in a namespace,
-/// whole pods took most of the console's memory.
-fn trim_pod(p: &mut Pod) {
-    p.metadata.owner_references = None;
-    if let Some(spec) = p.spec.take() {
-        let containers = spec
-            .containers
-            .into_iter()
-            .map(|c| Container { name: c.name, ports: c.ports, ..Default::default() })
-            .collect();
-        p.spec = Some(PodSpec { containers, ..Default::default() });
-    }
-    if let Some(status) = p.status.take() {
-        let containers = status.container_statuses.map(|cs| {
-            cs.into_iter()
-                .map(|c| ContainerStatus {
-                    name: c.name,
-                    ready: c.ready,
-                    restart_count: c.restart_count,
-                    state: c.state,
-                    ..Default::default()
-                })
-                .collect()
-        });
-        p.status = Some(PodStatus {
-            phase: status.phase,
-            conditions: status.conditions,
-            container_statuses: containers,
-            pod_ip: status.pod_ip,
-            ..Default::default()
-        });
-    }
-}
-
 /// Keeps what the state reads of a ReplicaSet: its labels (its template's), controller,
 /// revision, size and status. Undo reads the templates from the API, never from the store.
 fn trim_replica_set(rs: &mut ReplicaSet) {
@@ -280,8 +247,9 @@ where
     let cluster = cluster.clone();
     tokio::spawn(async move {
         let objects = watcher(api, config).modify(move |o: &mut K| {
-            // Managed fields are most of an object's size and nothing here reads them.
-            o.meta_mut().managed_fields = None;
+            // Managed fields (and kubectl's last-applied configuration) are most of an
+            // object's size and nothing here reads them.
+            slim(o.meta_mut());
             trim(o);
         });
         let stream = reflector::reflector(writer, objects).default_backoff();

@@ -2,10 +2,11 @@
 
 use ::kube::runtime::watcher::Event;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
 
 use super::*;
+use crate::cluster::kube::slim::PodView;
 use crate::cluster::{Cluster, PodPhase, ProbeRequest, Routing};
 
 fn parse<T: serde::de::DeserializeOwned>(v: Value) -> T {
@@ -73,7 +74,7 @@ fn listed(c: &KubeCluster, deployments: Vec<Value>, pods: Vec<Value>, services: 
         w.deployments.apply_watcher_event(&Event::InitDone);
         w.pods.apply_watcher_event(&Event::Init);
         for p in pods {
-            w.pods.apply_watcher_event(&Event::InitApply(parse::<Pod>(p)));
+            w.pods.apply_watcher_event(&Event::InitApply(parse::<PodView>(p)));
         }
         w.pods.apply_watcher_event(&Event::InitDone);
         w.services.apply_watcher_event(&Event::Init);
