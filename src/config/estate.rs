@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -54,7 +55,8 @@ pub struct Estate {
     pub emergency: EmergencyOverrides,
     /// Webhook channels (`[[notifications]]`).
     pub notifications: Vec<Channel>,
-    settings: BTreeMap<Target, AppSettings>,
+    /// Shared with every snapshot that shows them (5,000 apps' settings are megabytes).
+    settings: BTreeMap<Target, Arc<AppSettings>>,
 }
 
 impl Estate {
@@ -138,7 +140,7 @@ impl Estate {
                 if !env.cluster.is_local() {
                     check_kubernetes_app(&effective, &env.name).map_err(invalid)?;
                 }
-                settings.insert(Target::new(&env.name, &app.name), effective);
+                settings.insert(Target::new(&env.name, &app.name), Arc::new(effective));
             }
         }
         if apps.is_empty() {
@@ -170,11 +172,16 @@ impl Estate {
     }
 
     pub fn settings(&self, env: &str, app: &str) -> Option<&AppSettings> {
-        self.settings.get(&Target::new(env, app))
+        self.settings.get(&Target::new(env, app)).map(Arc::as_ref)
     }
 
     /// Every (environment, app) with its effective settings, environments in file order.
     pub fn targets(&self) -> Vec<(Target, AppSettings)> {
+        self.shared_targets().into_iter().map(|(t, s)| (t, Arc::unwrap_or_clone(s))).collect()
+    }
+
+    /// [`Estate::targets`] with the settings shared rather than copied.
+    pub fn shared_targets(&self) -> Vec<(Target, Arc<AppSettings>)> {
         let mut out = Vec::new();
         for env in &self.environments {
             for app in &self.apps {

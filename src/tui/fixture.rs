@@ -38,7 +38,7 @@ pub fn fixture() -> Snapshot {
             t,
             WorkloadView {
                 state,
-                settings: Some(s),
+                settings: Some(std::sync::Arc::new(s)),
                 release: None,
                 last_verified: Some(v),
                 pending: Vec::new(),
@@ -340,7 +340,7 @@ pub fn large(apps: usize, flags: usize, events: usize, measurements: usize) -> S
             );
             w.state.actual_weights.insert(v.clone(), 100.0);
             if let Some(s) = w.settings.as_mut() {
-                s.name = name.clone();
+                std::sync::Arc::make_mut(s).name = name.clone();
             }
             w.last_verified = Some(v.clone());
             if let Some(r) = running.as_ref().filter(|_| i % 10 == j) {

@@ -2,6 +2,7 @@
 //! and the flag store, so rendering never touches a backend and tests can build one by hand.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -14,7 +15,8 @@ use crate::store::ReleaseFilter;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WorkloadView {
     pub state: WorkloadState,
-    pub settings: Option<AppSettings>,
+    /// The estate's, shared: a snapshot is loaded every second.
+    pub settings: Option<Arc<AppSettings>>,
     /// The release holding the workload now, or else the latest one.
     pub release: Option<Release>,
     pub last_verified: Option<String>,
@@ -126,7 +128,7 @@ pub async fn load(engine: &Engine, selected: Option<&Target>, flag: Option<&str>
     let estate = engine.estate();
     let store = engine.store();
     let mut workloads = BTreeMap::new();
-    for (t, settings) in estate.targets() {
+    for (t, settings) in estate.shared_targets() {
         let (state, error) = match engine.cluster().state(&t).await {
             Ok(s) => (s, None),
             Err(e) => (WorkloadState::default(), Some(e.to_string())),
