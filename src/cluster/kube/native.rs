@@ -27,6 +27,7 @@ use serde_json::{Map, Value, json};
 
 use super::errors::Action;
 use super::objects::{APP_LABEL, FIELD_MANAGER, VERSION_LABEL, retag};
+use super::slim::DeploymentView;
 use super::{ApiFailure, KubeCluster};
 use crate::cluster::{
     ClusterError, NativeCondition, NativeRevision, NativeRollout, NativeStatus, NativeStrategy, Target, UndoOutcome,
@@ -117,10 +118,10 @@ fn count(n: Option<i32>) -> u32 {
 }
 
 /// The rollout of a Deployment as `kubectl rollout status` decides it.
-pub fn status_of(d: &Deployment) -> NativeStatus {
+pub fn status_of(d: &DeploymentView) -> NativeStatus {
     let name = d.metadata.name.clone().unwrap_or_default();
-    let status = d.status.clone().unwrap_or_default();
-    let desired = count(d.spec.as_ref().and_then(|s| s.replicas).or(Some(1)));
+    let status = &d.status;
+    let desired = count(d.spec.replicas.or(Some(1)));
     let (updated, total, ready, available) = (
         count(status.updated_replicas),
         count(status.replicas),
@@ -128,7 +129,7 @@ pub fn status_of(d: &Deployment) -> NativeStatus {
         count(status.available_replicas),
     );
     let generation = d.metadata.generation.unwrap_or(0);
-    let progressing = status.conditions.as_ref().and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing"));
+    let progressing = status.conditions.iter().find(|c| c.type_ == "Progressing");
     let condition = if generation > status.observed_generation.unwrap_or(0) {
         NativeCondition::Progressing { message: "waiting for the deployment spec update to be observed".into() }
     } else if let Some(c) = progressing.filter(|c| c.reason.as_deref() == Some(TIMED_OUT_REASON)) {
@@ -142,10 +143,9 @@ pub fn status_of(d: &Deployment) -> NativeStatus {
     } else {
         NativeCondition::Complete
     };
-    let template_labels = d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.as_ref());
     NativeStatus {
         deployment: name,
-        version: template_labels.and_then(|l| l.get(VERSION_LABEL)).cloned(),
+        version: template_version(d).map(str::to_string),
         revision: revision(&d.metadata),
         desired,
         updated,
@@ -161,9 +161,8 @@ fn revision(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -
 }
 
 /// The version a Deployment's pod template runs.
-pub fn template_version(d: &Deployment) -> Option<&str> {
-    let labels = d.spec.as_ref()?.template.metadata.as_ref()?.labels.as_ref()?;
-    labels.get(VERSION_LABEL).map(String::as_str)
+pub fn template_version(d: &DeploymentView) -> Option<&str> {
+    d.spec.template.metadata.labels.get(VERSION_LABEL).map(String::as_str)
 }
 
 /// The ReplicaSet's pod template as JSON, without the controller's `pod-template-hash` label.
@@ -368,7 +367,7 @@ impl KubeCluster {
 mod unit {
     use super::*;
 
-    fn deployment(v: Value) -> Deployment {
+    fn deployment(v: Value) -> DeploymentView {
         serde_json::from_value(v).unwrap()
     }
 

@@ -5,19 +5,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ::kube::api::DynamicObject;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::objects::{APP_LABEL, ROUTING_ANNOTATION, VERSION_LABEL, version_service_name};
-use super::slim::PodView;
+use super::slim::{DeploymentView, PodView};
 use crate::cluster::{PodPhase, PodState, Routing, VersionReplicas, WorkloadState};
 use crate::model::KubeObjects;
 
 /// Everything the watches hold for one namespace.
 #[derive(Default)]
 pub struct Snapshot {
-    pub deployments: Vec<Arc<Deployment>>,
+    pub deployments: Vec<Arc<DeploymentView>>,
     pub pods: Vec<Arc<PodView>>,
     pub services: Vec<Arc<Service>>,
     pub routes: Vec<Arc<DynamicObject>>,
@@ -30,7 +30,7 @@ pub struct Snapshot {
 /// object for every app was 25,000 × 5,000 label lookups per refresh.
 #[derive(Default)]
 pub struct Index {
-    deployments: HashMap<String, Vec<Arc<Deployment>>>,
+    deployments: HashMap<String, Vec<Arc<DeploymentView>>>,
     pods: HashMap<String, Vec<Arc<PodView>>>,
     services: HashMap<String, Arc<Service>>,
     routes: HashMap<String, Arc<DynamicObject>>,
@@ -70,7 +70,7 @@ impl Index {
 impl Index {
     /// The app's base Deployment, when the watches see it (it carries shipdeck's labels once
     /// shipdeck rolled it natively).
-    pub fn base(&self, objects: &KubeObjects) -> Option<&Arc<Deployment>> {
+    pub fn base(&self, objects: &KubeObjects) -> Option<&Arc<DeploymentView>> {
         let all = self.deployments.get(&objects.deployment)?;
         all.iter().find(|d| d.metadata.name.as_deref() == Some(objects.deployment.as_str()))
     }
@@ -106,12 +106,12 @@ pub fn compute(objects: &KubeObjects, index: &Index) -> WorkloadState {
             continue;
         }
         let Some(v) = version_of(&d.metadata, objects) else { continue };
-        let status = d.status.clone().unwrap_or_default();
+        let status = &d.status;
         let count = |n: Option<i32>| n.unwrap_or(0).max(0) as u32;
         add(
             versions.entry(v.to_string()).or_default(),
             VersionReplicas {
-                desired: count(d.spec.as_ref().and_then(|s| s.replicas)),
+                desired: count(d.spec.replicas),
                 updated: count(status.replicas),
                 ready: count(status.ready_replicas),
                 available: count(status.available_replicas),

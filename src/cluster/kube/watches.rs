@@ -10,19 +10,19 @@ use ::kube::api::{ApiResource, DynamicObject};
 use ::kube::runtime::reflector::{self, Store, store::Writer};
 use ::kube::runtime::{WatchStreamExt, watcher};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 
 use super::KubeCluster;
 use super::errors::{Action, describe};
 use super::objects::VERSION_LABEL;
-use super::slim::{PodView, slim};
+use super::slim::{DeploymentView, PodView, slim};
 use super::state::Snapshot;
 
 /// Readers of what the watches hold.
 #[derive(Clone)]
 pub struct Stores {
-    pub deployments: Store<Deployment>,
+    pub deployments: Store<DeploymentView>,
     pub pods: Store<PodView>,
     pub services: Store<Service>,
     pub routes: Store<DynamicObject>,
@@ -31,7 +31,7 @@ pub struct Stores {
 
 /// The writing ends, handed to the watch tasks when they start (or fed by tests).
 pub struct Writers {
-    pub deployments: Writer<Deployment>,
+    pub deployments: Writer<DeploymentView>,
     pub pods: Writer<PodView>,
     pub services: Writer<Service>,
     pub routes: Writer<DynamicObject>,
@@ -129,6 +129,8 @@ impl KubeCluster {
         let ns = self.namespace.as_str();
         let labelled = watcher::Config::default().labels(VERSION_LABEL);
         let me = Arc::downgrade(self);
+        // Version Deployments and pods are kept as views: only what the state and the probe
+        // read is decoded at all (see `slim`).
         let mut tasks = vec![
             spawn_watch(
                 Api::namespaced(self.client.clone(), ns),
@@ -136,9 +138,8 @@ impl KubeCluster {
                 writers.deployments,
                 &me,
                 "deployments",
-                trim_deployment,
+                keep,
             ),
-            // Pods are kept as views: only what the state and the probe read is decoded at all.
             spawn_watch(Api::namespaced(self.client.clone(), ns), labelled, writers.pods, &me, "pods", keep),
             spawn_watch(
                 Api::namespaced(self.client.clone(), ns),
@@ -208,14 +209,6 @@ impl KubeCluster {
         }
         self.stores_changed();
         self.refresh();
-    }
-}
-
-/// Keeps what the state and the probe read of a Deployment: its labels, size and status (the
-/// pod template is read from the API when a version is made, never from the store).
-fn trim_deployment(d: &mut Deployment) {
-    if let Some(spec) = d.spec.as_mut() {
-        spec.template.spec = None;
     }
 }
 

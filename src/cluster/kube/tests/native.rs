@@ -2,7 +2,7 @@
 //! their progress read from the watched Deployment and ReplicaSets.
 
 use ::kube::runtime::watcher::Event;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use serde_json::json;
 
 use super::*;
@@ -166,7 +166,7 @@ fn replica_set(name: &str, owner_uid: &str, revision: i64, version: &str, counts
 fn feed_native(c: &KubeCluster, base: Value, sets: Vec<Value>) {
     c.feed(|w| {
         w.deployments.apply_watcher_event(&Event::Init);
-        w.deployments.apply_watcher_event(&Event::InitApply(parse::<Deployment>(base)));
+        w.deployments.apply_watcher_event(&Event::InitApply(parse::<crate::cluster::kube::slim::DeploymentView>(base)));
         w.deployments.apply_watcher_event(&Event::InitDone);
         w.replica_sets.apply_watcher_event(&Event::Init);
         for rs in sets {

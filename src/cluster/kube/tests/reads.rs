@@ -1,12 +1,11 @@
 //! State from the watches, `watch()`, and probes through the API server's pod proxy.
 
 use ::kube::runtime::watcher::Event;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
 
 use super::*;
-use crate::cluster::kube::slim::PodView;
+use crate::cluster::kube::slim::{DeploymentView, PodView};
 use crate::cluster::{Cluster, PodPhase, ProbeRequest, Routing};
 
 fn parse<T: serde::de::DeserializeOwned>(v: Value) -> T {
@@ -69,7 +68,7 @@ fn listed(c: &KubeCluster, deployments: Vec<Value>, pods: Vec<Value>, services: 
     c.feed(|w| {
         w.deployments.apply_watcher_event(&Event::Init);
         for d in deployments {
-            w.deployments.apply_watcher_event(&Event::InitApply(parse::<Deployment>(d)));
+            w.deployments.apply_watcher_event(&Event::InitApply(parse::<DeploymentView>(d)));
         }
         w.deployments.apply_watcher_event(&Event::InitDone);
         w.pods.apply_watcher_event(&Event::Init);
