@@ -368,6 +368,68 @@ mod tests {
         assert_eq!((empty.spec.replicas, empty.status.conditions.len()), (None, 0));
     }
 
+    /// Real-shaped objects, listed and then changed by a watch event, reach the state through
+    /// the views: the watches ask for the full kinds' paths, and what the state reads survives.
+    #[tokio::test(start_paused = true)]
+    async fn the_watches_list_and_watch_through_the_views() {
+        use crate::cluster::Cluster;
+        use crate::cluster::kube::tests::{NS, cluster, target};
+
+        let mut pod = pod_json();
+        pod["metadata"]["labels"]["app.kubernetes.io/name"] = json!("web");
+        pod["metadata"].as_object_mut().unwrap().remove("deletionTimestamp");
+        pod["status"]["containerStatuses"][0]["state"] = json!({"running": {"startedAt": "2026-11-27T12:00:00Z"}});
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web-1-0-0", "namespace": NS, "resourceVersion": "3",
+                         "labels": {"app.kubernetes.io/name": "web", "shipdeck.dev/version": "1.0.0"},
+                         "managedFields": [{"manager": "shipdeck", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"shipdeck.dev/version": "1.0.0"}},
+                     "template": {"metadata": {"labels": {}}, "spec": {"containers": [{"name": "web", "image": "x"}]}}},
+            "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1},
+        });
+        let list = |kind: &str, items: Vec<serde_json::Value>| json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {"resourceVersion": "10"}, "items": items});
+        let (c, mut api) = cluster(false);
+        c.start();
+        let mut rx = c.watch(target()).await.unwrap();
+        let mut not_ready = pod.clone();
+        not_ready["metadata"]["resourceVersion"] = json!("11");
+        not_ready["status"]["conditions"][1]["status"] = json!("False");
+        let mut pod_watches = 0;
+        let server = tokio::spawn(async move {
+            loop {
+                let x = api.next().await;
+                match (x.path.as_str(), x.is_watch()) {
+                    ("/apis/apps/v1/namespaces/shop/deployments", false) => {
+                        x.reply(200, list("Deployment", vec![deployment.clone()]))
+                    }
+                    ("/api/v1/namespaces/shop/pods", false) => x.reply(200, list("Pod", vec![pod.clone()])),
+                    ("/api/v1/namespaces/shop/services", false) => x.reply(200, list("Service", vec![])),
+                    ("/api/v1/namespaces/shop/pods", true) if pod_watches == 0 => {
+                        pod_watches += 1;
+                        x.stream(&[json!({"type": "MODIFIED", "object": not_ready.clone()})]);
+                    }
+                    (_, true) => x.hold(&mut api),
+                    (path, _) => panic!("unexpected request {path} {:?}", x.query),
+                }
+            }
+        });
+        let listed = c.state(target()).await.unwrap();
+        assert_eq!(listed.replicas("1.0.0").desired, 1);
+        assert_eq!(listed.pods.len(), 1);
+        let p = &listed.pods[0];
+        assert_eq!((p.name.as_str(), p.version.as_str()), ("web-1-0-0-a", "1.0.0"));
+        assert_eq!(
+            (p.phase, p.restarts, p.address.as_deref()),
+            (crate::cluster::PodPhase::Running, 4, Some("10.1.2.3"))
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while rx.borrow_and_update().pods.first().is_none_or(|p| p.ready) {
+            assert!(tokio::time::timeout_at(deadline, rx.changed()).await.is_ok(), "the watch event never arrived");
+        }
+        server.abort();
+    }
+
     #[test]
     fn a_view_lists_and_watches_the_full_kind() {
         use ::kube::Resource;
