@@ -405,6 +405,7 @@ mod tests {
                     }
                     ("/api/v1/namespaces/shop/pods", false) => x.reply(200, list("Pod", vec![pod.clone()])),
                     ("/api/v1/namespaces/shop/services", false) => x.reply(200, list("Service", vec![])),
+                    ("/apis/apps/v1/namespaces/shop/replicasets", false) => x.reply(200, list("ReplicaSet", vec![])),
                     ("/api/v1/namespaces/shop/pods", true) if pod_watches == 0 => {
                         pod_watches += 1;
                         x.stream(&[json!({"type": "MODIFIED", "object": not_ready.clone()})]);
