@@ -98,14 +98,7 @@ pub async fn run(ctx: &Ctx<'_>, cmd: &ArgoCmd) -> i32 {
 }
 
 fn name(cmd: &ArgoCmd) -> &'static str {
-    match cmd {
-        ArgoCmd::List { .. } => "list",
-        ArgoCmd::Promote(_) => "promote",
-        ArgoCmd::PromoteFull(_) => "promote-full",
-        ArgoCmd::Abort(_) => "abort",
-        ArgoCmd::Retry(_) => "retry",
-        ArgoCmd::Undo { .. } => "undo",
-    }
+    action_of(cmd).map_or("list", |(action, _)| action.name())
 }
 
 /// The action a command asks for (none for list), with undo's revision.

@@ -839,17 +839,17 @@ async fn argo_action(
              once the cluster answers"
         ))
     })?;
-    let verb = format!("argo {}", action.name());
+    let verb = action.command();
     let target = format!("{env}/{rollout}");
     match watch.actions().act(action, rollout, to_revision).await {
         Ok(o) => {
-            inner.audit(actor, &verb, &target, &o.message);
+            inner.audit(actor, verb, &target, &o.message);
             inner.emit(Event::Note { release_id: None, message: format!("{env}: {}", o.message) });
             Ok(Outcome { message: o.message, release: None, running: false })
         }
         Err(e) => {
             let message = format!("{verb} {rollout} in {env} failed: {e}");
-            inner.audit(actor, &verb, &target, &format!("failed: {e}"));
+            inner.audit(actor, verb, &target, &format!("failed: {e}"));
             inner.emit(Event::Note { release_id: None, message: message.clone() });
             Err(match e {
                 ArgoError::BadInput(_) => EngineError::BadInput(message),

@@ -189,13 +189,7 @@ impl Command {
             Command::ApproveEmergency { .. } => "emergency approve",
             Command::ExecuteEmergency { .. } => "emergency execute",
             Command::SwitchKubernetes { .. } => "kubernetes switch",
-            Command::Argo { action, .. } => match action {
-                crate::cluster::kube::argo::ArgoAction::Promote => "argo promote",
-                crate::cluster::kube::argo::ArgoAction::PromoteFull => "argo promote-full",
-                crate::cluster::kube::argo::ArgoAction::Abort => "argo abort",
-                crate::cluster::kube::argo::ArgoAction::Retry => "argo retry",
-                crate::cluster::kube::argo::ArgoAction::Undo => "argo undo",
-            },
+            Command::Argo { action, .. } => action.command(),
         }
     }
 }

@@ -91,15 +91,32 @@ pub enum ArgoAction {
     Undo,
 }
 
-impl ArgoAction {
-    pub fn name(self) -> &'static str {
-        match self {
-            ArgoAction::Promote => "promote",
-            ArgoAction::PromoteFull => "promote-full",
-            ArgoAction::Abort => "abort",
-            ArgoAction::Retry => "retry",
-            ArgoAction::Undo => "undo",
+/// Each action's name, written once: `name()` and `command()` are derived from it.
+macro_rules! argo_action_names {
+    ($($action:ident => $name:literal),* $(,)?) => {
+        /// The plugin's command name: `promote`, `promote-full`, `abort`, `retry`, `undo`.
+        pub fn name(self) -> &'static str {
+            match self {
+                $(ArgoAction::$action => $name,)*
+            }
         }
+
+        /// What the engine's command and the audit log call it: `argo <name>`.
+        pub fn command(self) -> &'static str {
+            match self {
+                $(ArgoAction::$action => concat!("argo ", $name),)*
+            }
+        }
+    };
+}
+
+impl ArgoAction {
+    argo_action_names! {
+        Promote => "promote",
+        PromoteFull => "promote-full",
+        Abort => "abort",
+        Retry => "retry",
+        Undo => "undo",
     }
 
     /// What a confirmation must say for the destructive ones (promote-full, abort, undo).
@@ -489,5 +506,22 @@ mod unit {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         assert!(check_name("web.v2-canary").is_ok());
+    }
+
+    /// The name is written once: the JSON a command carries, the engine command's name and the
+    /// audit verb all follow it.
+    #[test]
+    fn an_action_has_one_name_everywhere() {
+        use ArgoAction::*;
+        for (action, name) in
+            [(Promote, "promote"), (PromoteFull, "promote-full"), (Abort, "abort"), (Retry, "retry"), (Undo, "undo")]
+        {
+            assert_eq!(action.name(), name);
+            assert_eq!(serde_json::to_value(action).ok(), Some(serde_json::json!(name)), "{name} as JSON");
+            assert_eq!(action.command(), format!("argo {name}"));
+            let command =
+                crate::engine::Command::Argo { env: "prod".into(), rollout: "web".into(), action, to_revision: None };
+            assert_eq!(command.name(), format!("argo {name}"));
+        }
     }
 }
