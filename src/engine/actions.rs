@@ -833,7 +833,10 @@ async fn argo_action(
             "{env} runs on the local cluster; Argo Rollouts live in a Kubernetes environment's namespace"
         )));
     }
-    let watch = inner.kube.get().and_then(|k| k.argo()).and_then(|a| a.get(env)).ok_or_else(|| {
+    // Only the actions (a client and the namespace) are kept: the watch itself is not held
+    // across the awaits below, so a `:ns` meanwhile stops the previous namespace's watch.
+    let actions = inner.kube.get().and_then(|k| k.argo()).and_then(|a| a.get(env)).map(|w| w.actions());
+    let actions = actions.ok_or_else(|| {
         EngineError::Backend(format!(
             "{env}: shipdeck is not connected to its Kubernetes cluster (see the log for why); restart shipdeck \
              once the cluster answers"
@@ -841,7 +844,7 @@ async fn argo_action(
     })?;
     let verb = action.command();
     let target = format!("{env}/{rollout}");
-    match watch.actions().act(action, rollout, to_revision).await {
+    match actions.act(action, rollout, to_revision).await {
         Ok(o) => {
             inner.audit(actor, verb, &target, &o.message);
             inner.emit(Event::Note { release_id: None, message: format!("{env}: {}", o.message) });

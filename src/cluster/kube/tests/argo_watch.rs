@@ -198,6 +198,14 @@ const ESTATE: &str = "[[environments]]\nname = \"dev\"\n\n[[environments]]\nname
 
 /// An engine whose prod runs on Kubernetes namespace `shop`, its Argo watch on the fake server.
 fn engine(readonly: bool) -> (crate::engine::Engine, Arc<crate::store::Store>, ApiServer) {
+    let (engine, store, api, _) = engine_and_watches(readonly);
+    (engine, store, api)
+}
+
+/// [`engine`], and the Argo watches it was given.
+fn engine_and_watches(
+    readonly: bool,
+) -> (crate::engine::Engine, Arc<crate::store::Store>, ApiServer, Arc<ArgoWatches>) {
     let estate = Arc::new(crate::config::Estate::parse(ESTATE, "estate.toml").unwrap());
     let fake = crate::engine::fake::FakeCluster::new(&estate, &Default::default());
     let routed = Arc::new(crate::cluster::routed::EstateCluster::new(fake.clone(), Default::default()));
@@ -205,11 +213,12 @@ fn engine(readonly: bool) -> (crate::engine::Engine, Arc<crate::store::Store>, A
     let argo = Arc::new(ArgoWatches::default());
     argo.watch("prod", client.clone(), NS);
     let connector = Box::new(OneContext(std::sync::Mutex::new(Some(client))));
-    let switcher = crate::cluster::kube::switch::Switcher::new(estate.clone(), routed, connector).with_argo(argo);
+    let switcher =
+        crate::cluster::kube::switch::Switcher::new(estate.clone(), routed, connector).with_argo(argo.clone());
     let store = Arc::new(crate::store::Store::open_in_memory().unwrap());
     let engine = crate::engine::Engine::new(estate, fake.clone(), fake, store.clone(), readonly);
     engine.attach_kube(Arc::new(switcher));
-    (engine, store, api)
+    (engine, store, api, argo)
 }
 
 fn argo(action: ArgoAction) -> crate::engine::Command {
@@ -255,6 +264,24 @@ async fn console_abort_goes_through_the_engine_to_the_plugins_status_patch_and_i
         crate::engine::Event::Note { message, .. } => assert_eq!(message, "prod: rollout web aborted"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A slow action does not keep the watch it was started from: once `:ns` moves the environment,
+/// the previous namespace's watch stops even while the action still waits for its answer.
+#[tokio::test(start_paused = true)]
+async fn a_running_action_does_not_keep_a_replaced_watch_alive() {
+    let (engine, _store, mut api, watches) = engine_and_watches(false);
+    hold_the_watch(&mut api).await;
+    let old = watches.get("prod").map(|w| Arc::downgrade(&w)).unwrap();
+    let e = engine.clone();
+    let action = tokio::spawn(async move { e.execute("alice", argo(ArgoAction::Abort)).await });
+    let patch = api.expect("PATCH", &status_path("web")).await;
+    // What the switcher does on `:ns`: the environment's watch is replaced.
+    let (moved, _moved_api) = client();
+    watches.watch("prod", moved, "shop-canary");
+    assert!(old.upgrade().is_none(), "the action still holds the previous namespace's watch");
+    patch.reply(200, canary(1, json!({})));
+    assert_eq!(action.await.unwrap().unwrap().message, "rollout web aborted");
 }
 
 #[tokio::test(start_paused = true)]
