@@ -154,10 +154,32 @@ enum Watched {
     /// Not listed yet, or the watch fails (then `current` reads with a GET).
     #[default]
     Unknown,
-    /// The resource as it is now: its flags, or why flagd could not use them.
-    Present(Result<FlagSet, String>),
+    /// The resource as it is now: its flags, or why flagd could not use them, and the
+    /// `resourceVersion` they were read at.
+    Present { flags: Result<FlagSet, String>, version: Option<String> },
     /// The list found no such resource, or the watch saw it deleted.
     Deleted,
+}
+
+impl Watched {
+    fn present(resource: &str, object: &DynamicObject) -> Self {
+        Watched::Present { flags: flags_of(resource, object), version: object.metadata.resource_version.clone() }
+    }
+
+    /// Whether the console would show `other` differently (a new `resourceVersion` alone is not news).
+    fn shows_differently(&self, other: &Watched) -> bool {
+        match (self, other) {
+            (Watched::Present { flags: a, .. }, Watched::Present { flags: b, .. }) => a != b,
+            (a, b) => std::mem::discriminant(a) != std::mem::discriminant(b),
+        }
+    }
+}
+
+/// Whether `resourceVersion` `a` is older than `b`. The API server's versions are opaque strings,
+/// but every server in use writes etcd's revision, a number; versions that are not numbers are
+/// not compared (`None`).
+fn older(a: &str, b: &str) -> Option<bool> {
+    Some(a.parse::<u64>().ok()? < b.parse::<u64>().ok()?)
 }
 
 /// The flags of one FeatureFlag resource.
@@ -220,11 +242,11 @@ impl KubeFlagStore {
                         continue;
                     }
                     Ok(watcher::Event::InitApply(o)) => {
-                        listing = Some(Watched::Present(flags_of(&resource, &o)));
+                        listing = Some(Watched::present(&resource, &o));
                         continue;
                     }
                     Ok(watcher::Event::InitDone) => listing.take().unwrap_or(Watched::Deleted),
-                    Ok(watcher::Event::Apply(o)) => Watched::Present(flags_of(&resource, &o)),
+                    Ok(watcher::Event::Apply(o)) => Watched::present(&resource, &o),
                     Ok(watcher::Event::Delete(_)) => Watched::Deleted,
                     Err(e) => {
                         let (verb, inner) = match &e {
@@ -238,8 +260,12 @@ impl KubeFlagStore {
                             }
                             None => e.to_string(),
                         };
-                        *watched.lock().unwrap_or_else(|e| e.into_inner()) = Watched::Unknown;
-                        news.send_modify(|g| *g = g.wrapping_add(1));
+                        // News only when this is news: a watch retried with backoff fails again
+                        // and again while the console already reads with GET.
+                        let was = std::mem::take(&mut *watched.lock().unwrap_or_else(|e| e.into_inner()));
+                        if was != Watched::Unknown {
+                            news.send_modify(|g| *g = g.wrapping_add(1));
+                        }
                         // A Role without list/watch on featureflags: the console reads with GET, as before.
                         if inner.and_then(status).is_some_and(|c| c == 401 || c == 403) {
                             tracing::warn!("{resource}: not watched, read every 5 s instead: {said}");
@@ -251,7 +277,7 @@ impl KubeFlagStore {
                 };
                 let changed = {
                     let mut w = watched.lock().unwrap_or_else(|e| e.into_inner());
-                    let changed = *w != next;
+                    let changed = w.shows_differently(&next);
                     *w = next;
                     changed
                 };
@@ -401,10 +427,19 @@ impl FlagStore for KubeFlagStore {
         match tokio::time::timeout(self.timeout, self.api.replace(&self.name, &pp, &object)).await {
             Ok(Ok(saved)) => {
                 self.remember(set);
-                // Shown at once; the watch's own event for this write follows.
+                // Shown at once, unless the watch already brought a later writer's change (its
+                // version is newer than the one saved): the watch's own event for this write
+                // follows in any case.
+                let saved_at = saved.metadata.resource_version.clone();
                 let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-                if matches!(*w, Watched::Present(_)) {
-                    *w = Watched::Present(Ok(set.clone()));
+                if let Watched::Present { version, .. } = &*w {
+                    let ours_is_newer = match (version, &saved_at) {
+                        (Some(shown), Some(saved)) => older(shown, saved).unwrap_or(false),
+                        _ => false,
+                    };
+                    if ours_is_newer {
+                        *w = Watched::Present { flags: Ok(set.clone()), version: saved_at };
+                    }
                 }
                 drop(w);
                 Self::revision_of(&saved)
@@ -430,8 +465,8 @@ impl FlagStore for KubeFlagStore {
         self.start_watch();
         let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match watched {
-            Watched::Present(Ok(set)) => return Ok(set),
-            Watched::Present(Err(message)) => return Err(FlagError::Refused(message)),
+            Watched::Present { flags: Ok(set), .. } => return Ok(set),
+            Watched::Present { flags: Err(message), .. } => return Err(FlagError::Refused(message)),
             Watched::Deleted => {
                 return Err(self.cluster_error(format!(
                     "deleted from namespace {} (the watch saw it go) — create it again (`kubectl apply -f` a \

@@ -399,3 +399,82 @@ async fn a_forbidden_watch_stops_and_the_console_reads_with_get() {
     let (shown, ()) = tokio::join!(store.current(), serve_get(&mut api, 200, feature_flag("44", dark_mode("on"))));
     assert_eq!(shown.unwrap(), set_of_spec(&dark_mode("on")));
 }
+
+/// A save answered after the watch already brought a later writer's change keeps that change
+/// shown (the newer `resourceVersion` wins); a save nobody overtook shows at once.
+#[tokio::test(start_paused = true)]
+async fn a_save_does_not_hide_a_later_writers_change_the_watch_already_brought() {
+    let (store, mut api) = store();
+    let store = std::sync::Arc::new(store);
+    let mut news = store.changes().unwrap();
+    let watch = serve_first_current(&mut api, &store).await;
+
+    // Nobody overtook this save: it shows at once, before the watch says anything.
+    let (loaded, ()) = tokio::join!(store.load(), serve_get(&mut api, 200, feature_flag("41", dark_mode("off"))));
+    let (mut ours, rev) = loaded.unwrap();
+    ours.set_enabled("dark-mode", false).unwrap();
+    let ours_spec = Value::Object(flag_spec_of(&ours.doc).unwrap());
+    let server = async { api.expect("PUT", PATH).await.reply(200, feature_flag("42", ours_spec.clone())) };
+    let (saved, ()) = tokio::join!(store.save(&ours, &rev), server);
+    let rev = saved.unwrap();
+    assert_eq!(store.current().await.unwrap(), ours, "the save shows at once");
+
+    // The next save is written at 43, then bob writes 44, and the watch brings both before
+    // the answer to the save arrives.
+    let mut again = ours.clone();
+    again.set_enabled("dark-mode", true).unwrap();
+    let again_spec = Value::Object(flag_spec_of(&again.doc).unwrap());
+    let s = store.clone();
+    let save = tokio::spawn(async move { s.save(&again, &rev).await });
+    let put = api.expect("PUT", PATH).await;
+    assert_eq!(put.body["metadata"]["resourceVersion"], json!("42"));
+    watch.stream(&[
+        json!({"type": "MODIFIED", "object": feature_flag("43", again_spec.clone())}),
+        json!({"type": "MODIFIED", "object": feature_flag("44", dark_mode("on"))}),
+    ]);
+    let bobs = set_of_spec(&dark_mode("on"));
+    let _ = until_current(&store, &mut news, |c| c.as_ref().ok() == Some(&bobs)).await;
+    let rewatch = api.next().await;
+    assert!(rewatch.is_watch() && rewatch.query.get("resourceVersion").map(String::as_str) == Some("44"));
+    rewatch.hold(&mut api);
+    put.reply(200, feature_flag("43", again_spec));
+    assert!(save.await.unwrap().is_ok());
+    assert_eq!(store.current().await.unwrap(), bobs, "the save's answer hid bob's later change");
+    api.expect_silence().await;
+}
+
+/// A watch that keeps failing is retried with backoff: the console hears once that it reads
+/// with GET, not on every retry.
+#[tokio::test(start_paused = true)]
+async fn a_failing_watch_is_news_once_not_on_every_retry() {
+    let (store, mut api) = store();
+    let mut news = store.changes().unwrap();
+    store.start_watch();
+    let fail = |x: crate::cluster::kube::tests::Exchange| {
+        assert_by_name(&x);
+        assert!(!x.is_watch());
+        x.reply(500, status(500, "InternalError", "etcdserver: request timed out"));
+    };
+    for _ in 0..3 {
+        fail(api.next().await);
+    }
+    // The fourth list shows the watch retried after the third failure was handled.
+    let x = api.next().await;
+    assert!(!news.has_changed().unwrap(), "a watch that never listed is no news, however often it fails");
+    let list = json!({"apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlagList",
+                      "metadata": {"resourceVersion": "41"}, "items": [feature_flag("41", dark_mode("off"))]});
+    x.reply(200, list);
+    let watch = api.next().await;
+    assert!(watch.is_watch());
+    assert!(news.has_changed().unwrap(), "listed: news");
+    news.mark_unchanged();
+    watch.reply(500, status(500, "InternalError", "etcdserver: leader changed"));
+    for _ in 0..3 {
+        let x = api.next().await;
+        assert_by_name(&x);
+        x.reply(500, status(500, "InternalError", "etcdserver: leader changed"));
+    }
+    let last = api.next().await;
+    assert_eq!(*news.borrow_and_update(), 2, "news once when the watch failed, then none per retry");
+    last.hold(&mut api);
+}
