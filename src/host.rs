@@ -754,6 +754,11 @@ mod tests {
         let engine = Engine::new(estate.clone(), kube.clone(), metrics, store.clone(), false);
         let follow = spawn_follow_rollouts(&engine, vec![t.clone()]);
 
+        // Until the snapshot shows step `cursor + 1`, driven elsewhere. There is no event to wait
+        // on: the following task writes what it takes into the store, which announces nothing,
+        // and waiting on the cluster's news here would take the wake-up that task needs. So the
+        // snapshot is read again each time every other task is idle — with the clock paused,
+        // `sleep` returns only then, and time moves only then — for at most 30 s of that clock.
         let shown = |cursor: usize| {
             let engine = engine.clone();
             let t = t.clone();

@@ -88,7 +88,9 @@ fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
 }
 
 /// Answers the three lists, asserting each request, then the three watches, asserting theirs;
-/// the watches then send `leases`, `bases` and `events` as ADDED and stay open.
+/// the watches then send `leases`, `bases` and `events` as ADDED and end. Returns once each
+/// watcher asked to watch again (held: a quiet watch): a watcher asks only after it handed on
+/// the last line it was sent, so by then the live watches hold everything sent.
 async fn serve(api: &mut ApiServer, leases: Vec<Value>, bases: Vec<Value>, events: Vec<Value>) {
     let (mut listed, mut watching) = (Vec::new(), Vec::new());
     while watching.len() < 3 {
@@ -135,18 +137,16 @@ async fn serve(api: &mut ApiServer, leases: Vec<Value>, bases: Vec<Value>, event
             other => panic!("unexpected watch {other}"),
         };
         let lines: Vec<Value> = items.iter().map(|o| json!({"type": "ADDED", "object": o})).collect();
-        // The stream then ends, and the watcher watches again from where it was: that request
-        // is left unanswered (a quiet watch).
         x.stream(&lines);
     }
-}
-
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 5 s");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    // The streams ended: each watcher watches again from where it was.
+    let mut again = Vec::new();
+    while again.len() < 3 {
+        let x = api.next().await;
+        assert!(x.is_watch() && watching.contains(&x.path), "{} {:?}", x.path, x.query);
+        assert!(!again.contains(&x.path), "{} watched twice", x.path);
+        again.push(x.path.clone());
+        x.hold(api);
     }
 }
 
@@ -166,17 +166,12 @@ async fn the_live_watches_show_who_holds_the_lease_the_rollout_driven_elsewhere_
     serve(&mut api, vec![lease(holder, Utc::now())], vec![base_meta(&rollout(1))], events).await;
 
     c.news_changed().await;
-    until("the lease and the rollout", || {
-        let n = c.news(target());
-        n.driver.is_some() && n.rollout.is_some()
-    })
-    .await;
     let news = c.news(target());
     let driver = news.driver.unwrap();
     assert_eq!((driver.holder.as_str(), driver.mine, driver.lapsed), (holder, false, false));
     assert_eq!(news.rollout.unwrap().cursor, 1, "the rollout as the driving console wrote it");
 
-    until("the events", || c.cluster_events().len() == 3).await;
+    assert_eq!(c.cluster_events().len(), 3, "{:?}", c.cluster_events());
     let shown: Vec<(String, String, bool, u32)> =
         c.cluster_events().into_iter().map(|e| (e.object, e.reason, e.warning, e.count)).collect();
     for expected in [
@@ -196,7 +191,6 @@ async fn a_lease_whose_holder_stopped_renewing_shows_as_lapsed_and_ours_as_ours(
     c.start_live();
     let me = crate::cluster::kube::live::holder_identity();
     serve(&mut api, vec![lease(&me, Utc::now())], vec![], vec![]).await;
-    until("our lease", || c.news(target()).driver.is_some()).await;
     let d = c.news(target()).driver.unwrap();
     assert!(d.mine && !d.lapsed, "{d:?}");
 
@@ -204,7 +198,6 @@ async fn a_lease_whose_holder_stopped_renewing_shows_as_lapsed_and_ours_as_ours(
     c.start_live();
     let gone = Utc::now() - chrono::Duration::seconds(40);
     serve(&mut api, vec![lease("bob (pid 7) on host-y", gone)], vec![], vec![]).await;
-    until("bob's lease", || c.news(target()).driver.is_some()).await;
     let d = c.news(target()).driver.unwrap();
     assert!(d.lapsed && !d.mine, "renewed 40 s ago with 15 s to live: lapsed, {d:?}");
 }
@@ -219,7 +212,7 @@ async fn a_handed_back_lease_shows_nobody_and_a_foreign_apps_rollout_is_ignored(
     let mut other = rollout(1);
     other.app = "shop".into();
     serve(&mut api, vec![free], vec![base_meta(&other)], vec![]).await;
-    until("both watched", || c.live_held() == (1, 1)).await;
+    assert_eq!(c.live_held(), (1, 1), "both watched");
     assert_eq!(c.news(target()), crate::cluster::ClusterNews::default());
 }
 
@@ -228,21 +221,28 @@ async fn a_handed_back_lease_shows_nobody_and_a_foreign_apps_rollout_is_ignored(
 async fn a_forbidden_lease_watch_is_said_in_the_events() {
     let (c, mut api) = cluster(false);
     c.start_live();
+    let (refused_tx, mut refused) = tokio::sync::mpsc::unbounded_channel();
     let server = tokio::spawn(async move {
         loop {
             let x = api.next().await;
             match (x.path.as_str(), x.is_watch()) {
-                (LEASES, false) => x.reply(
-                    403,
-                    status(403, "Forbidden", "leases is forbidden: User \"ci\" cannot list resource \"leases\""),
-                ),
+                (LEASES, false) => {
+                    x.reply(
+                        403,
+                        status(403, "Forbidden", "leases is forbidden: User \"ci\" cannot list resource \"leases\""),
+                    );
+                    let _ = refused_tx.send(());
+                }
                 (DEPLOYMENTS, false) => x.reply(200, list("PartialObjectMetadataList", "meta.k8s.io/v1", vec![])),
                 (EVENTS, false) => x.reply(200, list("EventList", "events.k8s.io/v1", vec![])),
                 _ => x.hold(&mut api),
             }
         }
     });
-    until("the refusal", || !c.cluster_events().is_empty()).await;
+    // The watcher lists again (after its backoff) only once it handed on the refusal.
+    for _ in 0..2 {
+        refused.recv().await.unwrap();
+    }
     let e = c.cluster_events().remove(0);
     assert_eq!((e.reason.as_str(), e.warning), ("WatchFailed", true));
     assert!(e.note.contains("forbidden: shipdeck may not list leases in namespace shop"), "{}", e.note);

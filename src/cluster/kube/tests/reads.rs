@@ -268,26 +268,30 @@ async fn a_watch_that_expires_lists_again() {
 async fn a_watch_that_is_forbidden_is_said_at_once() {
     let (c, mut api) = cluster(false);
     c.start();
+    let (refused_tx, mut refused) = tokio::sync::mpsc::unbounded_channel();
     let server = tokio::spawn(async move {
         loop {
             let x = api.next().await;
             let list = |kind: &str| json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []});
             match (x.path.rsplit('/').next(), x.is_watch()) {
-                (Some("pods"), false) => x.reply(
-                    403,
-                    status(403, "Forbidden", "pods is forbidden: User \"ci\" cannot list resource \"pods\""),
-                ),
+                (Some("pods"), false) => {
+                    x.reply(
+                        403,
+                        status(403, "Forbidden", "pods is forbidden: User \"ci\" cannot list resource \"pods\""),
+                    );
+                    let _ = refused_tx.send(());
+                }
                 (Some("deployments"), false) => x.reply(200, list("Deployment")),
                 (Some("services"), false) => x.reply(200, list("Service")),
                 _ => x.hold(&mut api),
             }
         }
     });
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while c.watch_errors.summary().is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "the forbidden list was never reported");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    // The watcher lists again (after its backoff) only once it handed on the refusal.
+    for _ in 0..2 {
+        refused.recv().await.unwrap();
     }
+    assert!(c.watch_errors.summary().is_some(), "the forbidden list was never reported");
     let started = tokio::time::Instant::now();
     let err = c.state(target()).await.unwrap_err();
     assert_eq!(started.elapsed(), std::time::Duration::ZERO, "no wait for a watch that fails");
