@@ -332,7 +332,7 @@ pub(crate) fn follow_rollouts(engine: &Engine, targets: &[Target]) -> Vec<String
 }
 
 /// Runs [`follow_rollouts`] whenever the clusters' watches bring news, not on a timer.
-fn spawn_follow_rollouts(engine: &Engine, targets: Vec<Target>) -> Option<tokio::task::JoinHandle<()>> {
+pub(crate) fn spawn_follow_rollouts(engine: &Engine, targets: Vec<Target>) -> Option<tokio::task::JoinHandle<()>> {
     if targets.is_empty() {
         return None;
     }

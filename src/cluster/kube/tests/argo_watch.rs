@@ -177,7 +177,7 @@ async fn a_watch_that_fails_for_a_moment_keeps_the_view_says_why_and_recovers() 
 // ---------------------------------------------------------------- the console's actions
 
 /// One context whose client talks to the fake API server the test holds.
-struct OneContext(std::sync::Mutex<Option<Client>>);
+pub(super) struct OneContext(pub(super) std::sync::Mutex<Option<Client>>);
 
 #[async_trait]
 impl crate::cluster::kube::switch::Connector for OneContext {
