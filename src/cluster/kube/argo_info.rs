@@ -171,8 +171,15 @@ fn revision(hash: &str, rs: Option<&Value>, fallback_images: Vec<String>) -> Rev
 /// What the plugin shows of `ro`, given the namespace's ReplicaSets (any; those the rollout
 /// does not control are ignored).
 pub fn describe_rollout(ro: &Value, replica_sets: &[Value]) -> ArgoRollout {
+    let replica_sets: Vec<&Value> = replica_sets.iter().collect();
+    describe_rollout_among(ro, &replica_sets)
+}
+
+/// [`describe_rollout`], the ReplicaSets borrowed from wherever they are kept.
+pub fn describe_rollout_among(ro: &Value, replica_sets: &[&Value]) -> ArgoRollout {
     let uid = str_at(ro, "/metadata/uid");
-    let owned: Vec<&Value> = replica_sets.iter().filter(|rs| !uid.is_empty() && controlled_by(rs, uid)).collect();
+    let owned: Vec<&Value> =
+        replica_sets.iter().copied().filter(|rs| !uid.is_empty() && controlled_by(rs, uid)).collect();
     let by_hash = |h: &str| owned.iter().copied().find(|rs| !h.is_empty() && pod_template_hash(rs) == h);
     let stable_hash = str_at(ro, "/status/stableRS");
     let current_hash = str_at(ro, "/status/currentPodHash");

@@ -9,8 +9,11 @@
 //! installed, and the watch stops quietly. A 403 stops it too, saying once what is missing.
 //! Other failures are tried again with kube-runtime's backoff while the last view stays shown
 //! with the failure beside it. Every change recomputes the rollouts as `argo_info` derives them
-//! and wakes whoever subscribed, only when something shown changed.
+//! and wakes whoever subscribed, only when something shown changed. Each object's JSON (which
+//! `argo_info` reads) is kept while its `resourceVersion` stays, so an event converts only the
+//! object that changed, not every Rollout and ReplicaSet again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ::kube::Client;
@@ -24,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::argo::{ArgoRollouts, rollout_resource};
-use super::argo_info::{ArgoRollout, POD_TEMPLATE_HASH_LABEL, describe_rollout};
+use super::argo_info::{ArgoRollout, POD_TEMPLATE_HASH_LABEL, describe_rollout_among};
 use super::errors::{Action, describe, status};
 
 /// Where the watch of one namespace's Rollouts is.
@@ -163,6 +166,7 @@ async fn run(client: Client, namespace: String, tx: watch::Sender<ArgoView>, new
     let mut rs_events: Option<Events<ReplicaSet>> = None;
     let (mut ro_listed, mut rs_listed) = (false, false);
     let (mut ro_problem, mut rs_problem): (Option<String>, Option<String>) = (None, None);
+    let mut derived = Derived::default();
     let publish = |next: ArgoView| {
         let changed = tx.send_if_modified(|cur| {
             let changed = *cur != next;
@@ -237,24 +241,65 @@ async fn run(client: Client, namespace: String, tx: watch::Sender<ArgoView>, new
         };
         if ro_listed && rs_listed {
             view.status = ArgoStatus::Watching;
-            view.rollouts = derive(&rollouts, &replica_sets);
+            view.rollouts = derived.rollouts(&rollouts, &replica_sets);
         }
         publish(view);
     }
 }
 
-/// The rollouts as the plugin derives them from what the stores hold, by name.
-pub fn derive(rollouts: &Store<DynamicObject>, replica_sets: &Store<ReplicaSet>) -> Vec<ArgoRollout> {
-    let replica_sets: Vec<Value> =
-        replica_sets.state().iter().filter_map(|rs| serde_json::to_value(&**rs).ok()).collect();
-    let mut all: Vec<ArgoRollout> = rollouts
-        .state()
-        .iter()
-        .filter_map(|ro| serde_json::to_value(&**ro).ok())
-        .map(|ro| describe_rollout(&ro, &replica_sets))
-        .collect();
-    all.sort_by(|a, b| a.name.cmp(&b.name));
-    all
+/// The JSON of each object a store holds, by uid (name when it has none), kept while its
+/// `resourceVersion` stays the same.
+#[derive(Default)]
+struct JsonOf {
+    by_key: HashMap<String, (Option<String>, Value)>,
+}
+
+impl JsonOf {
+    /// Now `objects`: converted again only where new or changed; what is gone is dropped.
+    fn refresh<K: ::kube::Resource + serde::Serialize>(&mut self, objects: &[Arc<K>]) {
+        let mut next = HashMap::with_capacity(objects.len());
+        for o in objects {
+            let meta = o.meta();
+            let Some(key) = meta.uid.clone().or_else(|| meta.name.clone()) else { continue };
+            let version = meta.resource_version.clone();
+            let json = match self.by_key.remove(&key) {
+                Some((seen, json)) if version.is_some() && seen == version => json,
+                _ => match serde_json::to_value(&**o) {
+                    Ok(json) => json,
+                    Err(e) => {
+                        tracing::debug!("{key}: not shown, cannot be read as JSON: {e}");
+                        continue;
+                    }
+                },
+            };
+            next.insert(key, (version, json));
+        }
+        self.by_key = next;
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Value> {
+        self.by_key.values().map(|(_, json)| json)
+    }
+}
+
+/// The rollouts as the plugin derives them, from the stores' objects' JSON kept across events.
+#[derive(Default)]
+pub struct Derived {
+    rollouts: JsonOf,
+    replica_sets: JsonOf,
+}
+
+impl Derived {
+    /// The rollouts as the plugin derives them from what the stores hold, by name.
+    pub fn rollouts(&mut self, rollouts: &Store<DynamicObject>, replica_sets: &Store<ReplicaSet>) -> Vec<ArgoRollout> {
+        self.rollouts.refresh(&rollouts.state());
+        self.replica_sets.refresh(&replica_sets.state());
+        let replica_sets: Vec<&Value> = self.replica_sets.values().collect();
+        let mut all: Vec<ArgoRollout> =
+            self.rollouts.values().map(|ro| describe_rollout_among(ro, &replica_sets)).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
 }
 
 /// The Argo watches of the estate's Kubernetes environments, one per environment, replaced
@@ -290,5 +335,56 @@ impl ArgoWatches {
     /// Bumped whenever any environment's view changes.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.news().subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::ReplicaSetSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn rs(uid: &str, version: &str, replicas: i32) -> Arc<ReplicaSet> {
+        Arc::new(ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(format!("web-{uid}")),
+                uid: Some(uid.into()),
+                resource_version: Some(version.into()),
+                ..Default::default()
+            },
+            spec: Some(ReplicaSetSpec { replicas: Some(replicas), ..Default::default() }),
+            status: None,
+        })
+    }
+
+    fn replicas(json: &JsonOf) -> Vec<(String, i64)> {
+        let mut all: Vec<(String, i64)> = json
+            .values()
+            .map(|v| {
+                let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+                (name, v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(-1))
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// An event converts only what changed: an object whose `resourceVersion` stayed keeps the
+    /// JSON it had (the stores never hold a changed object under its old version).
+    #[test]
+    fn only_objects_whose_resource_version_moved_are_converted_again() {
+        let mut json = JsonOf::default();
+        json.refresh(&[rs("a", "1", 1), rs("b", "1", 1)]);
+        assert_eq!(replicas(&json), [("web-a".into(), 1), ("web-b".into(), 1)]);
+        // Same versions, other content: kept as converted (proof that nothing was converted).
+        json.refresh(&[rs("a", "1", 5), rs("b", "1", 5)]);
+        assert_eq!(replicas(&json), [("web-a".into(), 1), ("web-b".into(), 1)]);
+        // b moved on: only b is converted again.
+        json.refresh(&[rs("a", "1", 5), rs("b", "2", 3)]);
+        assert_eq!(replicas(&json), [("web-a".into(), 1), ("web-b".into(), 3)]);
+        // a is gone.
+        json.refresh(&[rs("b", "2", 3)]);
+        assert_eq!(replicas(&json), [("web-b".into(), 3)]);
     }
 }
