@@ -249,17 +249,14 @@ impl KubeFlagStore {
                     Ok(watcher::Event::Apply(o)) => Watched::present(&resource, &o),
                     Ok(watcher::Event::Delete(_)) => Watched::Deleted,
                     Err(e) => {
-                        let (verb, inner) = match &e {
-                            watcher::Error::InitialListFailed(k) => ("list", Some(k)),
-                            watcher::Error::WatchStartFailed(k) | watcher::Error::WatchFailed(k) => ("watch", Some(k)),
-                            _ => ("watch", None),
-                        };
-                        let said = match inner {
-                            Some(k) => {
-                                describe(&resource, &namespace, Action::new(verb, "featureflags", &name), k).to_string()
-                            }
-                            None => e.to_string(),
-                        };
+                        let failure = crate::cluster::kube::errors::watch_failure(
+                            &resource,
+                            &namespace,
+                            "featureflags",
+                            &name,
+                            &e,
+                        );
+                        let said = &failure.message;
                         // News only when this is news: a watch retried with backoff fails again
                         // and again while the console already reads with GET.
                         let was = std::mem::take(&mut *watched.lock().unwrap_or_else(|e| e.into_inner()));
@@ -267,7 +264,7 @@ impl KubeFlagStore {
                             news.send_modify(|g| *g = g.wrapping_add(1));
                         }
                         // A Role without list/watch on featureflags: the console reads with GET, as before.
-                        if inner.and_then(status).is_some_and(|c| c == 401 || c == 403) {
+                        if failure.refused() {
                             tracing::warn!("{resource}: not watched, read every 5 s instead: {said}");
                             return;
                         }

@@ -28,7 +28,6 @@ use tokio::sync::watch;
 
 use super::argo::{ArgoRollouts, rollout_resource};
 use super::argo_info::{ArgoRollout, POD_TEMPLATE_HASH_LABEL, describe_rollout_among};
-use super::errors::{Action, describe, status};
 
 /// Where the watch of one namespace's Rollouts is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,17 +132,11 @@ enum Failure {
 }
 
 fn failure(namespace: &str, resource: &'static str, e: &watcher::Error) -> Failure {
-    let target = format!("namespace {namespace}");
-    let (verb, inner) = match e {
-        watcher::Error::InitialListFailed(e) => ("list", e),
-        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", e),
-        other => return Failure::Retried(format!("{target}: watching {resource}: {other}")),
-    };
-    let message = describe(&target, namespace, Action::new(verb, resource, ""), inner).to_string();
-    match status(inner) {
+    let f = super::errors::watch_failure(&format!("namespace {namespace}"), namespace, resource, "", e);
+    match f.code {
         Some(404) if resource == "rollouts" => Failure::NotInstalled,
-        Some(401 | 403) => Failure::Fatal(message),
-        _ => Failure::Retried(message),
+        _ if f.refused() => Failure::Fatal(f.message),
+        _ => Failure::Retried(f.message),
     }
 }
 

@@ -19,6 +19,52 @@ impl<'a> Action<'a> {
     }
 }
 
+/// A watch that failed, in words, with the API server's status code when it answered one.
+///
+/// What each watch does about it (one policy, said here once): a refusal (401/403) is said in
+/// the console in words. The workload watches, without which nothing true can be shown, keep
+/// trying with backoff (a Role fixed meanwhile is picked up) and their state says it is refused;
+/// the watches the console can do without — Argo Rollouts, the FeatureFlag (which falls back to a
+/// GET every 5 s), the Leases', rollouts' and Events' — stop after saying it once. Anything else
+/// is tried again with kube-runtime's default backoff, and a `410 Gone` lists again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchFailure {
+    pub message: String,
+    pub code: Option<u16>,
+}
+
+impl WatchFailure {
+    /// The Role does not allow it (or the credentials are refused): retrying will not help.
+    pub fn refused(&self) -> bool {
+        matches!(self.code, Some(401 | 403))
+    }
+}
+
+/// `e`, a failed list or watch of `resource` (named `name`, or all of them), in words.
+pub fn watch_failure(
+    target: &str,
+    namespace: &str,
+    resource: &'static str,
+    name: &str,
+    e: &::kube::runtime::watcher::Error,
+) -> WatchFailure {
+    use ::kube::runtime::watcher::Error as W;
+    let api_error;
+    let (verb, inner) = match e {
+        W::InitialListFailed(e) => ("list", e),
+        W::WatchStartFailed(e) | W::WatchFailed(e) => ("watch", e),
+        W::WatchError(s) => {
+            api_error = ::kube::Error::Api(s.clone());
+            ("watch", &api_error)
+        }
+        other => return WatchFailure { message: format!("{target}: watching {resource}: {other}"), code: None },
+    };
+    WatchFailure {
+        message: describe(target, namespace, Action::new(verb, resource, name), inner).to_string(),
+        code: status(inner),
+    }
+}
+
 /// The HTTP status of an API error, if the API server answered.
 pub fn status(e: &::kube::Error) -> Option<u16> {
     match e {

@@ -28,7 +28,6 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::events::v1::Event;
 
 use super::KubeCluster;
-use super::errors::{Action, describe};
 use super::lease::LEASE_DURATION;
 use super::objects::{FIELD_MANAGER, MANAGED_BY_LABEL};
 use super::record::ROLLOUT_ANNOTATION;
@@ -310,12 +309,18 @@ where
                     }
                 }
                 Err(e) => {
-                    let message = watch_error(&c, resource, &e);
-                    tracing::warn!("{message}");
+                    let target = format!("namespace {}", c.namespace);
+                    let failure = super::errors::watch_failure(&target, &c.namespace, resource, "", &e);
                     let mut errors = c.live.errors.lock().unwrap_or_else(|e| e.into_inner());
-                    // The same failure again keeps its time: the line does not move every retry.
-                    if errors.get(resource).is_none_or(|(_, m)| *m != message) {
-                        errors.insert(resource, (Utc::now(), message));
+                    // The same failure again keeps its time (the line does not move every retry)
+                    // and is logged once.
+                    if errors.get(resource).is_none_or(|(_, m)| *m != failure.message) {
+                        tracing::warn!("{}", failure.message);
+                        errors.insert(resource, (Utc::now(), failure.message.clone()));
+                    }
+                    // Not allowed: said in the Events pane, and not asked again (see WatchFailure).
+                    if failure.refused() {
+                        break;
                     }
                 }
             }
@@ -326,16 +331,6 @@ where
 /// Whose changes wake [`KubeCluster::live_changed`]: the base Deployments' rollouts.
 fn pick_wakes(resource: &str) -> bool {
     resource == "deployments"
-}
-
-fn watch_error(c: &KubeCluster, resource: &'static str, e: &watcher::Error) -> String {
-    let target = format!("namespace {}", c.namespace);
-    let (verb, inner) = match e {
-        watcher::Error::InitialListFailed(e) => ("list", e),
-        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", e),
-        other => return format!("{target}: watching {resource}: {other}"),
-    };
-    describe(&target, &c.namespace, Action::new(verb, resource, ""), inner).to_string()
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 
 use super::KubeCluster;
-use super::errors::{Action, describe};
 use super::objects::VERSION_LABEL;
 use super::slim::{DeploymentView, PodView, slim};
 use super::state::Snapshot;
@@ -270,17 +269,7 @@ where
 
 /// The error in plain words, and whether the API server refused the request (401/403).
 fn watch_error(c: &KubeCluster, resource: &'static str, e: &watcher::Error) -> (String, bool) {
-    let target = format!("namespace {}", c.namespace);
-    let (verb, inner) = match e {
-        watcher::Error::InitialListFailed(e) => ("list", e),
-        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", e),
-        watcher::Error::WatchError(s) => {
-            let e = ::kube::Error::Api(s.clone());
-            let words = describe(&target, &c.namespace, Action::new("watch", resource, ""), &e).to_string();
-            return (words, matches!(s.code, 401 | 403));
-        }
-        other => return (format!("{target}: watching {resource}: {other}"), false),
-    };
-    let refused = matches!(super::errors::status(inner), Some(401 | 403));
-    (describe(&target, &c.namespace, Action::new(verb, resource, ""), inner).to_string(), refused)
+    let f = super::errors::watch_failure(&format!("namespace {}", c.namespace), &c.namespace, resource, "", e);
+    let refused = f.refused();
+    (f.message, refused)
 }
