@@ -298,32 +298,22 @@ async fn rolling_moves_into_the_base_rolls_natively_undoes_and_a_canary_scales_t
     let s = Shipdeck::new();
     let estate = file(s.data_dir(), "estate.toml", &setup.estate());
     let [v0, v1] = setup.versions.clone();
-    let deploy = |version: &str, strategy: &str| {
-        shipdeck(&s, &estate, &["deploy", "web", version, "--env", "k8s", "--strategy", strategy, "-y"])
-    };
     let base_replicas = || async {
         let api =
             kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(setup.client.clone(), &setup.namespace);
         api.get("web").await.expect("the base Deployment exists").spec.and_then(|s| s.replicas)
     };
     // The first version, put in place the way a person adopting shipdeck would: one recreate.
-    let (code, out) = deploy(&v0, "recreate");
-    assert_eq!(code, 0, "{out}");
+    deployed(&setup, &s, &estate, &v0, "recreate").await;
     // Rolling moves the app into its own (base) Deployment, then removes the version's one.
-    let (code, out) = deploy(&v1, "rolling");
-    assert_eq!(code, 0, "rolling: {out}");
-    setup.eventually(&format!("only {v1} serves web"), 60, || setup.only("web", &v1)).await;
+    deployed(&setup, &s, &estate, &v1, "rolling").await;
     assert_eq!(base_replicas().await, Some(2), "the app runs in its Deployment");
     // From then on rolling is the Deployment's own rolling update, and a rollback its undo.
-    let (code, out) = deploy(&v0, "rolling");
-    assert_eq!(code, 0, "native rolling: {out}");
-    setup.eventually(&format!("native rolling: only {v0} serves web"), 60, || setup.only("web", &v0)).await;
+    deployed(&setup, &s, &estate, &v0, "rolling").await;
     let (code, out) = shipdeck(&s, &estate, &["rollback", "web", "--env", "k8s", "-y"]);
     assert_eq!(code, 0, "rollout undo: {out}");
     setup.eventually(&format!("undo: only {v1} serves web"), 60, || setup.only("web", &v1)).await;
-    let (code, out) = deploy(&v0, "canary");
-    assert_eq!(code, 0, "canary: {out}");
-    setup.eventually(&format!("only {v0} serves web"), 60, || setup.only("web", &v0)).await;
+    deployed(&setup, &s, &estate, &v0, "canary").await;
     assert_eq!(base_replicas().await, Some(0), "the base is scaled to 0, never deleted");
     setup.teardown().await;
 }
@@ -337,6 +327,23 @@ fn shipdeck(s: &Shipdeck, estate: &std::path::Path, args: &[&str]) -> (i32, Stri
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
     )
+}
+
+/// `shipdeck deploy web VERSION --env k8s --strategy STRATEGY -y`: (exit code, output).
+fn deploy(s: &Shipdeck, estate: &std::path::Path, version: &str, strategy: &str) -> (i32, String) {
+    shipdeck(s, estate, &["deploy", "web", version, "--env", "k8s", "--strategy", strategy, "-y"])
+}
+
+/// Deploys `version` with `strategy`, which must exit 0, then waits until only `version` serves
+/// `web`, every pod ready.
+async fn deployed(setup: &e2e::Setup, s: &Shipdeck, estate: &std::path::Path, version: &str, strategy: &str) {
+    let (code, out) = deploy(s, estate, version, strategy);
+    assert_eq!(code, 0, "{strategy} of {version}: {out}");
+    setup
+        .eventually(&format!("{strategy}: only {version} serves web, every pod ready"), 120, || {
+            setup.only("web", version)
+        })
+        .await;
 }
 
 /// Starts shipdeck without waiting for it.
@@ -358,12 +365,8 @@ async fn recreate_then_rolling_serve_the_new_version_with_every_pod_ready() {
     let s = Shipdeck::new();
     let estate = file(s.data_dir(), "estate.toml", &setup.estate());
     let [v0, v1] = setup.versions.clone();
-    let (code, out) = shipdeck(&s, &estate, &["deploy", "web", &v0, "--env", "k8s", "--strategy", "recreate", "-y"]);
-    assert_eq!(code, 0, "recreate: {out}");
-    setup.eventually(&format!("recreate: only {v0} serves, every pod ready"), 120, || setup.only("web", &v0)).await;
-    let (code, out) = shipdeck(&s, &estate, &["deploy", "web", &v1, "--env", "k8s", "--strategy", "rolling", "-y"]);
-    assert_eq!(code, 0, "rolling: {out}");
-    setup.eventually(&format!("rolling: only {v1} serves, every pod ready"), 120, || setup.only("web", &v1)).await;
+    deployed(&setup, &s, &estate, &v0, "recreate").await;
+    deployed(&setup, &s, &estate, &v1, "rolling").await;
     setup.teardown().await;
 }
 
@@ -375,9 +378,7 @@ async fn blue_green_previews_switches_and_removes_the_old_colour() {
     let tables = "[apps.blue_green]\nauto_promotion = \"20s\"\nscale_down_delay = \"5s\"\n";
     let estate = file(s.data_dir(), "estate.toml", &setup.estate_with(tables));
     let [v0, v1] = setup.versions.clone();
-    let (code, out) = shipdeck(&s, &estate, &["deploy", "web", &v0, "--env", "k8s", "--strategy", "recreate", "-y"]);
-    assert_eq!(code, 0, "first version: {out}");
-    setup.eventually(&format!("only {v0} serves"), 120, || setup.only("web", &v0)).await;
+    deployed(&setup, &s, &estate, &v0, "recreate").await;
     let release =
         spawn_shipdeck(&s, &estate, &["deploy", "web", &v1, "--env", "k8s", "--strategy", "blue-green", "-y"]);
     // Before the switch: the new colour behind the preview Service, the old one still active.
@@ -403,11 +404,9 @@ async fn a_replica_ratio_canary_serves_both_and_abort_puts_all_back() {
         &setup.estate_with("[apps.canary]\nsteps = [{ set_weight = 50 }, { pause = {} }]\n"),
     );
     let [v0, v1] = setup.versions.clone();
-    let (code, out) = shipdeck(&s, &estate, &["deploy", "web", &v0, "--env", "k8s", "--strategy", "recreate", "-y"]);
-    assert_eq!(code, 0, "first version: {out}");
-    setup.eventually(&format!("only {v0} serves"), 120, || setup.only("web", &v0)).await;
+    deployed(&setup, &s, &estate, &v0, "recreate").await;
     // Paused at 50%: the Service spreads over both versions' ready pods.
-    let (code, out) = shipdeck(&s, &estate, &["deploy", "web", &v1, "--env", "k8s", "--strategy", "canary", "-y"]);
+    let (code, out) = deploy(&s, &estate, &v1, "canary");
     assert_eq!(code, 0, "canary to its pause: {out}");
     assert!(out.contains("paused"), "{out}");
     let both = BTreeSet::from([v0.clone(), v1.clone()]);
@@ -456,7 +455,7 @@ async fn canary_and_ab_through_an_httproute() {
     let estate = file(s.data_dir(), "estate.toml", &setup.estate_with(tables));
     let [v0, v1] = setup.versions.clone();
     let svc = |v: &str| format!("web-{}", v.to_lowercase().replace(['.', '_'], "-"));
-    let (code, out) = shipdeck(&s, &estate, &["deploy", "web", &v0, "--env", "k8s", "--strategy", "recreate", "-y"]);
+    let (code, out) = deploy(&s, &estate, &v0, "recreate");
     assert_eq!(code, 0, "first version: {out}");
     setup
         .eventually(&format!("the route sends everything to {}", svc(&v0)), 120, || async {
@@ -468,7 +467,7 @@ async fn canary_and_ab_through_an_httproute() {
         })
         .await;
     // Canary: 75/25 by backend weights while paused.
-    let (code, out) = shipdeck(&s, &estate, &["deploy", "web", &v1, "--env", "k8s", "--strategy", "canary", "-y"]);
+    let (code, out) = deploy(&s, &estate, &v1, "canary");
     assert_eq!(code, 0, "canary to its pause: {out}");
     let rules = setup.route_rules().await;
     let weights: BTreeSet<(String, u64)> = rules.last().map(|(_, b)| b.iter().cloned().collect()).unwrap_or_default();
