@@ -7,6 +7,7 @@ mod analysis;
 pub mod emergency;
 mod experiment;
 pub mod flag_rollout;
+mod kube_actions;
 pub(crate) mod native;
 pub mod plan;
 mod run;
