@@ -346,6 +346,14 @@ async fn deployed(setup: &e2e::Setup, s: &Shipdeck, estate: &std::path::Path, ve
         .await;
 }
 
+/// `shipdeck COMMAND web --env k8s -y` (abort, rollback), which must exit 0, then waits until
+/// only `version` serves `web`, every pod ready.
+async fn then_only(setup: &e2e::Setup, s: &Shipdeck, estate: &std::path::Path, command: &str, version: &str) {
+    let (code, out) = shipdeck(s, estate, &[command, "web", "--env", "k8s", "-y"]);
+    assert_eq!(code, 0, "{command}: {out}");
+    setup.eventually(&format!("{command}: only {version} serves web"), 120, || setup.only("web", version)).await;
+}
+
 /// Starts shipdeck without waiting for it.
 fn spawn_shipdeck(s: &Shipdeck, estate: &std::path::Path, args: &[&str]) -> std::process::Child {
     let mut all = vec!["--estate", estate.to_str().unwrap_or_default()];
@@ -411,9 +419,7 @@ async fn a_replica_ratio_canary_serves_both_and_abort_puts_all_back() {
     assert!(out.contains("paused"), "{out}");
     let both = BTreeSet::from([v0.clone(), v1.clone()]);
     setup.eventually("both versions serve web", 60, || async { setup.serving("web").await == both }).await;
-    let (code, out) = shipdeck(&s, &estate, &["abort", "web", "--env", "k8s", "-y"]);
-    assert_eq!(code, 0, "abort: {out}");
-    setup.eventually(&format!("abort: only {v0} serves"), 120, || setup.only("web", &v0)).await;
+    then_only(&setup, &s, &estate, "abort", &v0).await;
     setup.teardown().await;
 }
 
@@ -425,14 +431,11 @@ async fn rollback_returns_to_the_previous_verified_version() {
     let estate = file(s.data_dir(), "estate.toml", &setup.estate());
     let [v0, v1] = setup.versions.clone();
     for (version, strategy) in [(&v0, "recreate"), (&v1, "rolling")] {
-        let (code, out) =
-            shipdeck(&s, &estate, &["deploy", "web", version, "--env", "k8s", "--strategy", strategy, "-y"]);
+        let (code, out) = deploy(&s, &estate, version, strategy);
         assert_eq!(code, 0, "{strategy}: {out}");
     }
     setup.eventually(&format!("only {v1} serves"), 120, || setup.only("web", &v1)).await;
-    let (code, out) = shipdeck(&s, &estate, &["rollback", "web", "--env", "k8s", "-y"]);
-    assert_eq!(code, 0, "rollback: {out}");
-    setup.eventually(&format!("rolled back: only {v0} serves"), 120, || setup.only("web", &v0)).await;
+    then_only(&setup, &s, &estate, "rollback", &v0).await;
     setup.teardown().await;
 }
 
@@ -455,17 +458,17 @@ async fn canary_and_ab_through_an_httproute() {
     let estate = file(s.data_dir(), "estate.toml", &setup.estate_with(tables));
     let [v0, v1] = setup.versions.clone();
     let svc = |v: &str| format!("web-{}", v.to_lowercase().replace(['.', '_'], "-"));
+    // The route's weighted rule sends everything to the old version's Service.
+    let all_on_old = || async {
+        setup
+            .route_rules()
+            .await
+            .last()
+            .is_some_and(|(_, b)| !b.is_empty() && b.iter().all(|(n, w)| *n == svc(&v0) || *w == 0))
+    };
     let (code, out) = deploy(&s, &estate, &v0, "recreate");
     assert_eq!(code, 0, "first version: {out}");
-    setup
-        .eventually(&format!("the route sends everything to {}", svc(&v0)), 120, || async {
-            setup
-                .route_rules()
-                .await
-                .last()
-                .is_some_and(|(_, b)| !b.is_empty() && b.iter().all(|(n, w)| *n == svc(&v0) || *w == 0))
-        })
-        .await;
+    setup.eventually(&format!("the route sends everything to {}", svc(&v0)), 120, all_on_old).await;
     // Canary: 75/25 by backend weights while paused.
     let (code, out) = deploy(&s, &estate, &v1, "canary");
     assert_eq!(code, 0, "canary to its pause: {out}");
@@ -474,15 +477,7 @@ async fn canary_and_ab_through_an_httproute() {
     assert_eq!(weights, BTreeSet::from([(svc(&v0), 75), (svc(&v1), 25)]), "{rules:?}");
     let (code, out) = shipdeck(&s, &estate, &["abort", "web", "--env", "k8s", "-y"]);
     assert_eq!(code, 0, "abort: {out}");
-    setup
-        .eventually("abort: the route back on the old version", 60, || async {
-            setup
-                .route_rules()
-                .await
-                .last()
-                .is_some_and(|(_, b)| !b.is_empty() && b.iter().all(|(n, w)| *n == svc(&v0) || *w == 0))
-        })
-        .await;
+    setup.eventually("abort: the route back on the old version", 60, all_on_old).await;
     // A/B: a header rule for B before the weighted rule, while the experiment runs.
     let release = spawn_shipdeck(&s, &estate, &["deploy", "web", &v1, "--env", "k8s", "--strategy", "ab", "-y"]);
     setup
